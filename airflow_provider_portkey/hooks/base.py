@@ -1,0 +1,121 @@
+"""What the sync and async Portkey hooks share: connection -> settings, masking, retries, UI."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow_provider_portkey import __version__
+from airflow_provider_portkey._compat import BaseHook, mask_secret
+from airflow_provider_portkey.core import RetryPolicy
+from airflow_provider_portkey.errors import PortkeyRequestError
+from airflow_provider_portkey.provider_info import UI_FIELD_BEHAVIOUR, conn_fields
+from airflow_provider_portkey.settings import CONN_TYPE, PortkeySettings
+
+
+def user_agent() -> str:
+    from airflow import __version__ as airflow_version
+
+    return f"airflow-provider-portkey/{__version__} apache-airflow/{airflow_version}"
+
+
+class PortkeyBaseHook(BaseHook):
+    """
+    Common ground of :class:`PortkeyHook` and :class:`PortkeyAsyncHook`.
+
+    :param portkey_conn_id: The Airflow connection (type ``portkey``).
+    :param max_retries: Overrides the connection's ``max_retries``.
+    :param max_retry_wait: Overrides the connection's ``max_retry_wait`` (seconds).
+    :param trace_id: ``x-portkey-trace-id`` for every request, unless the connection fixes one.
+    """
+
+    conn_name_attr = "portkey_conn_id"
+    default_conn_name = "portkey_default"
+    conn_type = CONN_TYPE
+    hook_name = "Portkey"
+
+    def __init__(
+        self,
+        portkey_conn_id: str = default_conn_name,
+        *,
+        max_retries: int | None = None,
+        max_retry_wait: float | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.portkey_conn_id = portkey_conn_id
+        self._overrides: dict[str, Any] = {
+            name: value
+            for name, value in (("max_retries", max_retries), ("max_retry_wait", max_retry_wait))
+            if value is not None
+        }
+        self.trace_id = trace_id
+        self._settings: PortkeySettings | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(portkey_conn_id={self.portkey_conn_id!r})"
+
+    def _settings_from(
+        self, *, host: str | None, password: str | None, port: int | None, extra: Mapping[str, Any]
+    ) -> PortkeySettings:
+        """Validate a connection once, register its secrets for redaction, apply overrides."""
+        settings = PortkeySettings.from_connection_fields(
+            host=host, password=password, port=port, extra=extra
+        )
+        if self._overrides:
+            settings = dataclasses.replace(settings, **self._overrides)
+        for secret in settings.secrets:
+            mask_secret(secret)
+        self._settings = settings
+        return settings
+
+    def _headers(self, settings: PortkeySettings) -> dict[str, str]:
+        return settings.headers(user_agent(), trace_id=self.trace_id)
+
+    @staticmethod
+    def _retry_policy(settings: PortkeySettings) -> RetryPolicy:
+        return RetryPolicy(max_retries=settings.max_retries, max_wait=settings.max_retry_wait)
+
+    def _wait_before_retry(
+        self,
+        settings: PortkeySettings,
+        attempt: int,
+        error: PortkeyRequestError,
+        rand: Callable[[], float] = random.random,
+    ) -> float:
+        """Seconds to wait before the next attempt; re-raises ``error`` when it must not be retried."""
+        delay = self._retry_policy(settings).next_delay(attempt, error, rand)
+        if delay is None:
+            raise error
+        self.log.log(
+            logging.WARNING,
+            "%s; retry %d of %d in %.1f s",
+            error,
+            attempt + 1,
+            settings.max_retries,
+            delay,
+        )
+        return delay
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Airflow < 3.2 reads the form layout from here; 3.2+ reads the same dict from provider info."""
+        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow < 3.2 builds the extra fields from here; 3.2+ reads ``conn-fields`` instead."""
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from wtforms import PasswordField, StringField
+
+        widgets: dict[str, Any] = {}
+        for name, spec in conn_fields().items():
+            secret = spec["schema"].get("format") == "password"
+            field_class, widget = (
+                (PasswordField, BS3PasswordFieldWidget()) if secret else (StringField, BS3TextFieldWidget())
+            )
+            widgets[name] = field_class(spec["label"], widget=widget, description=spec["description"])
+        return widgets

@@ -1,0 +1,300 @@
+"""Turn an Airflow connection into validated, immutable client settings.
+
+Everything about a connection is checked here, once, before any request: a bad URL, a missing key,
+no way to choose an upstream, an unknown extra option or a bad value is a
+:class:`PortkeyConfigurationError` that names the field. Secrets are kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from airflow_provider_portkey.errors import PortkeyConfigurationError
+
+DEFAULT_BASE_URL = "https://api.portkey.ai/v1"
+CONN_TYPE = "portkey"
+
+#: The connection's extra options: name -> (label, help text, JSON-schema of the form field).
+#: One table feeds validation, provider info (``conn-fields``) and the hook's form widgets.
+EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "virtual_key": (
+        "Virtual key",
+        "Hosted Portkey: a stored provider key (x-portkey-virtual-key).",
+        {"type": ["string", "null"], "format": "password"},
+    ),
+    "provider": (
+        "Provider",
+        "Upstream provider, e.g. openai, azure-openai or @slug (x-portkey-provider).",
+        {"type": ["string", "null"]},
+    ),
+    "provider_api_key": (
+        "Provider API key",
+        "The upstream provider's key, sent as Authorization: Bearer.",
+        {"type": ["string", "null"], "format": "password"},
+    ),
+    "config": (
+        "Config",
+        "A Portkey config id, or a config as a JSON object (x-portkey-config).",
+        {"type": ["string", "object", "null"]},
+    ),
+    "custom_host": (
+        "Custom host",
+        "Self-hosted OpenAI-compatible upstream URL ending in /v1 (x-portkey-custom-host).",
+        {"type": ["string", "null"], "format": "url"},
+    ),
+    "request_timeout": (
+        "Request timeout (s)",
+        "Read timeout of each request; also sent to Portkey as x-portkey-request-timeout.",
+        {"type": ["number", "null"], "minimum": 0},
+    ),
+    "connect_timeout": (
+        "Connect timeout (s)",
+        "TCP/TLS connect timeout of each request. Default 10.",
+        {"type": ["number", "null"], "minimum": 0},
+    ),
+    "max_retries": (
+        "Max retries",
+        "Retries of a transient failure (connection error, 408, 429, 5xx). Default 5.",
+        {"type": ["integer", "null"], "minimum": 0},
+    ),
+    "max_retry_wait": (
+        "Max retry wait (s)",
+        "Cap on one backoff or Retry-After wait. Default 60.",
+        {"type": ["number", "null"], "minimum": 0},
+    ),
+    "trace_id": (
+        "Trace id",
+        "Fixed x-portkey-trace-id for every request of this connection.",
+        {"type": ["string", "null"]},
+    ),
+    "metadata": (
+        "Metadata",
+        "JSON object of string values sent as x-portkey-metadata.",
+        {"type": ["object", "null"]},
+    ),
+    "headers": (
+        "Extra headers",
+        "JSON object of further headers, for anything Portkey adds later.",
+        {"type": ["object", "null"]},
+    ),
+}
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_MAX_RETRY_WAIT = 60.0
+
+
+def _bad(field_name: str, value: object, why: str) -> PortkeyConfigurationError:
+    return PortkeyConfigurationError(f"Portkey connection field {field_name!r} = {value!r}: {why}")
+
+
+def normalize_base_url(host: str | None, port: int | None = None) -> str:
+    """Accept a bare host or a URL with or without ``/v1`` or a trailing slash; return ``.../v1``."""
+    if host is None or not host.strip():
+        return DEFAULT_BASE_URL
+    raw = host.strip()
+    if any(ch.isspace() for ch in raw):
+        raise _bad("host", host, "contains whitespace")
+    parts = urlsplit(raw if "://" in raw else f"https://{raw}")
+    if parts.scheme not in ("http", "https"):
+        raise _bad("host", host, "the scheme must be http or https")
+    if not parts.hostname:
+        raise _bad("host", host, "no host name")
+    if parts.username or parts.password:
+        raise _bad("host", host, "credentials do not belong in the URL; put the API key in the password")
+    if parts.query or parts.fragment:
+        raise _bad("host", host, "a base URL has no query or fragment")
+    try:
+        url_port = parts.port
+    except ValueError as error:
+        raise _bad("host", host, f"bad port ({error})") from None
+    netloc = parts.netloc
+    if port and url_port is None:
+        netloc = f"{netloc}:{port}"
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path = f"{path}/v1"
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _text(extra: Mapping[str, Any], name: str) -> str | None:
+    value = extra.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _bad(name, value, "must be a string")
+    if value != value.strip() or "\n" in value or "\r" in value:
+        raise _bad(name, "<redacted>" if "key" in name else value, "has surrounding whitespace or a newline")
+    return value
+
+
+def _number(extra: Mapping[str, Any], name: str, default: float, *, integer: bool = False) -> float:
+    value = extra.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _bad(name, value, "must be a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise _bad(name, value, "must be a non-negative number")
+    if integer and value != int(value):
+        raise _bad(name, value, "must be a whole number")
+    return float(value)
+
+
+def _string_map(extra: Mapping[str, Any], name: str) -> dict[str, str]:
+    value = extra.get(name)
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _bad(name, value, "must be a JSON object") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise _bad(name, value, "must be a JSON object of string values")
+    return dict(value)
+
+
+def _config(extra: Mapping[str, Any]) -> str | None:
+    value = extra.get("config")
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError as error:
+            raise _bad("config", "<JSON config>", f"is not valid JSON ({error.args[0]})") from None
+        return json.dumps(parsed, separators=(",", ":"))
+    return _text(extra, "config")
+
+
+def _unprefixed(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept the UI's ``extra__portkey__name`` keys as well as plain ``name``."""
+    prefix = f"extra__{CONN_TYPE}__"
+    return {key.removeprefix(prefix): value for key, value in extra.items()}
+
+
+@dataclass(frozen=True)
+class PortkeySettings:
+    """Everything needed to talk to Portkey, validated. Secrets are excluded from ``repr``."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    virtual_key: str | None = field(default=None, repr=False)
+    provider: str | None = None
+    provider_api_key: str | None = field(default=None, repr=False)
+    config: str | None = field(default=None, repr=False)
+    custom_host: str | None = None
+    request_timeout: float | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    trace_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    extra_headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_connection_fields(
+        cls, *, host: str | None, password: str | None, port: int | None, extra: Mapping[str, Any]
+    ) -> PortkeySettings:
+        """Validate the parts of an Airflow connection (``extra`` already decoded)."""
+        options = _unprefixed(extra)
+        unknown = sorted(set(options) - set(EXTRA_FIELDS))
+        if unknown:
+            raise _bad(unknown[0], options[unknown[0]], f"unknown option; known: {', '.join(EXTRA_FIELDS)}")
+        if not password:
+            raise _bad("password", None, "the Portkey API key is required (x-portkey-api-key)")
+        settings = cls(
+            base_url=normalize_base_url(host, port),
+            api_key=password,
+            virtual_key=_text(options, "virtual_key"),
+            provider=_text(options, "provider"),
+            provider_api_key=_text(options, "provider_api_key"),
+            config=_config(options),
+            custom_host=_text(options, "custom_host"),
+            request_timeout=_number(options, "request_timeout", 0.0) or None,
+            connect_timeout=_number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            max_retries=int(_number(options, "max_retries", DEFAULT_MAX_RETRIES, integer=True)),
+            max_retry_wait=_number(options, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT),
+            trace_id=_text(options, "trace_id"),
+            metadata=_string_map(options, "metadata"),
+            extra_headers=_string_map(options, "headers"),
+        )
+        settings._check_routing()
+        return settings
+
+    def _check_routing(self) -> None:
+        routed_by_header = {name.lower() for name in self.extra_headers} & {
+            "x-portkey-virtual-key",
+            "x-portkey-provider",
+            "x-portkey-config",
+        }
+        if not (self.virtual_key or self.provider or self.config or routed_by_header):
+            raise _bad(
+                "extra",
+                "<no routing>",
+                "Portkey needs a way to choose the upstream: set virtual_key, provider "
+                "(with provider_api_key) or config",
+            )
+        if self.custom_host:
+            if not self.provider:
+                raise _bad("custom_host", self.custom_host, "needs provider (e.g. openai) as well")
+            parts = urlsplit(self.custom_host)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise _bad("custom_host", self.custom_host, "must be an http(s) URL")
+        if self.provider_api_key and not self.provider:
+            raise _bad("provider_api_key", "<redacted>", "needs provider (e.g. openai) as well")
+
+    @property
+    def read_timeout(self) -> float:
+        return self.request_timeout or DEFAULT_READ_TIMEOUT
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be shown: keys, a JSON config, and key-like extra headers."""
+        candidates = [self.api_key, self.virtual_key, self.provider_api_key]
+        if self.config and self.config.startswith("{"):
+            candidates.append(self.config)
+        candidates += [
+            value
+            for name, value in self.extra_headers.items()
+            if any(word in name.lower() for word in ("key", "auth", "token", "secret", "config"))
+        ]
+        return tuple(value for value in candidates if value)
+
+    def headers(self, user_agent: str, *, trace_id: str | None = None) -> dict[str, str]:
+        """All request headers: auth, routing, tracing, then the user's free ``headers`` on top."""
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+            "OpenAI-Beta": "assistants=v2",
+            "x-portkey-api-key": self.api_key,
+        }
+        optional = {
+            "x-portkey-virtual-key": self.virtual_key,
+            "x-portkey-provider": self.provider,
+            "Authorization": f"Bearer {self.provider_api_key}" if self.provider_api_key else None,
+            "x-portkey-config": self.config,
+            "x-portkey-custom-host": self.custom_host,
+            "x-portkey-request-timeout": (
+                str(int(self.request_timeout * 1000)) if self.request_timeout else None
+            ),
+            "x-portkey-trace-id": self.trace_id or trace_id,
+            "x-portkey-metadata": json.dumps(self.metadata, separators=(",", ":")) if self.metadata else None,
+        }
+        headers.update({name: value for name, value in optional.items() if value is not None})
+        headers.update(self.extra_headers)
+        return headers
