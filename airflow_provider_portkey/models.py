@@ -217,6 +217,13 @@ class RunStep(_ApiModel):
     def succeeded(self) -> bool:
         return self.status.succeeded
 
+    def describe(self) -> str:
+        """One line for logs and failure messages: which step, how it ended, and why."""
+        text = f"run step {self.id} of run {self.run_id} (thread {self.thread_id}) is {self.status.value}"
+        if self.last_error is not None:
+            text += f": {self.last_error.code}: {self.last_error.message}"
+        return text
+
 
 class RunStepList(_ApiModel):
     """One page of ``GET .../steps``."""

@@ -1,11 +1,11 @@
-"""What Airflow's providers manager reads (entry point ``apache_airflow_provider``)."""
+"""What Airflow's providers manager reads (entry point ``apache_airflow_provider``); imports no Airflow."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from airflow_provider_portkey import __version__
-from airflow_provider_portkey.settings import CONN_TYPE, EXTRA_FIELDS
+from airflow_provider_portkey.connection_fields import CONN_TYPE, EXTRA_FIELDS
 
 HOOK_CLASS = "airflow_provider_portkey.hooks.portkey.PortkeyHook"
 

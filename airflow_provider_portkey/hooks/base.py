@@ -10,10 +10,11 @@ from typing import Any
 
 from airflow_provider_portkey import __version__
 from airflow_provider_portkey._compat import BaseHook, mask_secret
+from airflow_provider_portkey.connection_fields import CONN_TYPE
 from airflow_provider_portkey.core import RetryPolicy
 from airflow_provider_portkey.errors import PortkeyRequestError
 from airflow_provider_portkey.provider_info import UI_FIELD_BEHAVIOUR, conn_fields
-from airflow_provider_portkey.settings import CONN_TYPE, PortkeySettings
+from airflow_provider_portkey.settings import PortkeySettings
 
 
 def user_agent() -> str:

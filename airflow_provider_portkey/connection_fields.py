@@ -1,0 +1,77 @@
+"""The ``portkey`` connection's fields as plain data.
+
+Kept free of imports on purpose: Airflow's providers manager loads ``provider_info`` (which reads
+this) while Airflow itself is still starting, so nothing here may import Airflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_BASE_URL = "https://api.portkey.ai/v1"
+CONN_TYPE = "portkey"
+
+#: The connection's extra options: name -> (label, help text, JSON-schema of the form field).
+#: One table feeds validation, provider info (``conn-fields``) and the hook's form widgets.
+EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "virtual_key": (
+        "Virtual key",
+        "Hosted Portkey: a stored provider key (x-portkey-virtual-key).",
+        {"type": ["string", "null"], "format": "password"},
+    ),
+    "provider": (
+        "Provider",
+        "Upstream provider, e.g. openai, azure-openai or @slug (x-portkey-provider).",
+        {"type": ["string", "null"]},
+    ),
+    "provider_api_key": (
+        "Provider API key",
+        "The upstream provider's key, sent as Authorization: Bearer.",
+        {"type": ["string", "null"], "format": "password"},
+    ),
+    "config": (
+        "Config",
+        "A Portkey config id, or a config as a JSON object (x-portkey-config).",
+        {"type": ["string", "object", "null"]},
+    ),
+    "custom_host": (
+        "Custom host",
+        "Self-hosted OpenAI-compatible upstream URL ending in /v1 (x-portkey-custom-host).",
+        {"type": ["string", "null"], "format": "url"},
+    ),
+    "request_timeout": (
+        "Request timeout (s)",
+        "Read timeout of each request; also sent to Portkey as x-portkey-request-timeout.",
+        {"type": ["number", "null"], "minimum": 0},
+    ),
+    "connect_timeout": (
+        "Connect timeout (s)",
+        "TCP/TLS connect timeout of each request. Default 10.",
+        {"type": ["number", "null"], "minimum": 0},
+    ),
+    "max_retries": (
+        "Max retries",
+        "Retries of a transient failure (connection error, 408, 429, 5xx). Default 5.",
+        {"type": ["integer", "null"], "minimum": 0},
+    ),
+    "max_retry_wait": (
+        "Max retry wait (s)",
+        "Cap on one backoff or Retry-After wait. Default 60.",
+        {"type": ["number", "null"], "minimum": 0},
+    ),
+    "trace_id": (
+        "Trace id",
+        "Fixed x-portkey-trace-id for every request of this connection.",
+        {"type": ["string", "null"]},
+    ),
+    "metadata": (
+        "Metadata",
+        "JSON object of string values sent as x-portkey-metadata.",
+        {"type": ["object", "null"]},
+    ),
+    "headers": (
+        "Extra headers",
+        "JSON object of further headers, for anything Portkey adds later.",
+        {"type": ["object", "null"]},
+    ),
+}

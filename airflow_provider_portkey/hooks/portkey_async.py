@@ -1,0 +1,101 @@
+"""The asynchronous Portkey hook, for triggers on the triggerer's event loop.
+
+Thousands of triggers may wait at once, so none of them owns a connection pool or TLS context:
+all hooks on one event loop share one ``httpx.AsyncClient`` and hold only plain settings while
+they sleep. Requests and responses go through the same core as :class:`PortkeyHook`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import weakref
+from collections.abc import Collection
+from typing import Any
+
+import httpx
+
+from airflow_provider_portkey.core import (
+    ApiRequest,
+    connection_error,
+    interpret_response,
+    parse_run_step,
+    run_step_request,
+)
+from airflow_provider_portkey.errors import PortkeyRequestError
+from airflow_provider_portkey.hooks.base import PortkeyBaseHook
+from airflow_provider_portkey.models import RunStep
+from airflow_provider_portkey.settings import PortkeySettings
+
+_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+_shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_client() -> httpx.AsyncClient:
+    """The one HTTP client of the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    client = _shared_clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(follow_redirects=False, limits=_LIMITS, trust_env=False)
+        _shared_clients[loop] = client
+    return client
+
+
+async def close_shared_client() -> None:
+    """Close the running loop's shared client (tests and orderly shutdowns)."""
+    client = _shared_clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
+class PortkeyAsyncHook(PortkeyBaseHook):
+    """Async twin of :class:`..portkey.PortkeyHook`: same core, same retries, same errors."""
+
+    async def get_settings(self) -> PortkeySettings:
+        """Read and validate the connection without blocking the event loop (once per hook)."""
+        if self._settings is None:
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
+            conn = await get_async_connection(self.portkey_conn_id)
+            extra = await get_async_extra_dejson(conn)
+            self._settings_from(host=conn.host, password=conn.password, port=conn.port, extra=extra)
+        assert self._settings is not None
+        return self._settings
+
+    async def request(self, api_request: ApiRequest) -> Any:
+        settings = await self.get_settings()
+        for attempt in itertools.count():
+            try:
+                return await self._send_once(settings, api_request)
+            except PortkeyRequestError as error:
+                await asyncio.sleep(self._wait_before_retry(settings, attempt, error))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_once(self, settings: PortkeySettings, api_request: ApiRequest) -> Any:
+        try:
+            response = await shared_client().request(
+                api_request.method,
+                settings.base_url + api_request.path,
+                params=list(api_request.params),
+                json=api_request.body,
+                headers=self._headers(settings),
+                timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            )
+        except httpx.HTTPError as error:
+            raise connection_error(api_request, error) from None
+        return interpret_response(
+            api_request, response.status_code, response.headers, response.content, settings.secrets
+        )
+
+    async def get_run_step(
+        self, thread_id: str, run_id: str, step_id: str, include: Collection[str] | None = None
+    ) -> RunStep:
+        api_request = run_step_request(thread_id, run_id, step_id, include)
+        return parse_run_step(
+            api_request, await self.request(api_request), (await self.get_settings()).secrets
+        )

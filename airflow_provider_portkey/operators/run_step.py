@@ -1,0 +1,56 @@
+"""Fetch a run step once and hand it to later tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_provider_portkey._compat import BaseOperator, Context
+
+#: XCom key under which :class:`GetRunStepOperator` pushes the step's status.
+STATUS_XCOM_KEY = "status"
+
+
+class GetRunStepOperator(BaseOperator):
+    """
+    Retrieve one run step and return its JSON exactly as the API sent it (XCom ``return_value``).
+
+    The step's ``status`` is also pushed under the XCom key ``status`` for simple branching. It
+    does not wait and does not fail on a failed step: reporting the step is its whole job.
+    Permanent errors (auth, not found, bad input) fail with the hook's message.
+
+    :param thread_id: Thread id (templated).
+    :param run_id: Run id (templated).
+    :param step_id: Step id (templated).
+    :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
+    :param include: ``include[]`` values for the request (templated).
+    """
+
+    template_fields: Sequence[str] = ("thread_id", "run_id", "step_id", "include", "portkey_conn_id")
+    ui_color = "#e8f1ff"
+
+    def __init__(
+        self,
+        *,
+        thread_id: str,
+        run_id: str,
+        step_id: str,
+        portkey_conn_id: str = "portkey_default",
+        include: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.thread_id = thread_id
+        self.run_id = run_id
+        self.step_id = step_id
+        self.portkey_conn_id = portkey_conn_id
+        self.include = include
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_portkey.hooks.portkey import PortkeyHook
+
+        with PortkeyHook(self.portkey_conn_id) as hook:
+            step = hook.get_run_step(self.thread_id, self.run_id, self.step_id, self.include)
+        self.log.info("Fetched: %s", step.describe())
+        context["ti"].xcom_push(key=STATUS_XCOM_KEY, value=step.status.value)
+        return step.to_json()

@@ -1,0 +1,28 @@
+"""How long to wait between polls; one formula for poke, reschedule and deferrable mode."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def poll_interval(
+    poke_interval: float,
+    poke_count: int,
+    *,
+    exponential_backoff: bool,
+    jitter_key: str,
+    max_wait: float | None = None,
+) -> float:
+    """
+    Seconds before poll number ``poke_count + 1``.
+
+    With ``exponential_backoff`` this is Airflow's own sensor backoff (doubling from
+    ``poke_interval`` with a deterministic jitter from ``jitter_key``), so a deferred sensor
+    polls on the same schedule as it would in poke mode.
+    """
+    if not exponential_backoff:
+        return poke_interval
+    min_backoff = max(int(poke_interval * (2 ** (poke_count - 2))), 1)
+    digest = hashlib.sha1(f"{jitter_key}#{poke_count}".encode(), usedforsecurity=False).hexdigest()
+    interval = float(min_backoff + int(digest, 16) % min_backoff)
+    return min(interval, max_wait) if max_wait is not None else interval
