@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_portkey import __version__
@@ -85,10 +85,9 @@ class PortkeyBaseHook(BaseHook):
         settings: PortkeySettings,
         attempt: int,
         error: PortkeyRequestError,
-        rand: Callable[[], float] = random.random,
     ) -> float:
         """Seconds to wait before the next attempt; re-raises ``error`` when it must not be retried."""
-        delay = self._retry_policy(settings).next_delay(attempt, error, rand)
+        delay = self._retry_policy(settings).next_delay(attempt, error, random.random)
         if delay is None:
             raise error
         self.log.log(

@@ -128,19 +128,17 @@ class PortkeyHook(PortkeyBaseHook):
 
         Harmless (a read) and cheap (one request, no retries).
         """
-        self._overrides["max_retries"] = 0
-        self._settings = None
         probe = (
             "thread_airflow_connection_test",
             "run_airflow_connection_test",
             "step_airflow_connection_test",
         )
         try:
-            self.get_run_step(*probe)
-        except PortkeyNotFoundError:
-            return True, f"Connected to {self.settings.base_url}: Portkey and the upstream answered."
+            with type(self)(self.portkey_conn_id, max_retries=0, trace_id=self.trace_id) as hook:
+                hook.get_run_step(*probe)
+                base_url = hook.settings.base_url
+        except PortkeyNotFoundError as error:
+            return True, f"Connected: Portkey and the upstream answered ({error.description} -> 404)."
         except Exception as error:
             return False, str(error)
-        finally:
-            self.close()
-        return True, f"Connected to {self.settings.base_url}."
+        return True, f"Connected to {base_url}."
