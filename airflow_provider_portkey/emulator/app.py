@@ -1,0 +1,258 @@
+"""Routing and response building as plain functions, so they can be tested without sockets.
+
+`handle_api` plays hosted Portkey (mode "portkey") or an OpenAI-compatible upstream behind the
+open-source gateway (mode "openai"); `handle_control` serves the `/_emulator/` control API;
+`fault_response` renders the faults that are only a different response (status, malformed, redirect).
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import re
+import secrets
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from airflow_provider_portkey.emulator.state import EmulatorState, Fault, ReceivedRequest
+
+Mode = Literal["portkey", "openai"]
+CONTROL_PREFIX = "/_emulator/"
+INCLUDE_VALUES = ("step_details.tool_calls[*].file_search.results[*].content",)
+
+_STEP_PATH = re.compile(r"/v1/threads/([^/]+)/runs/([^/]+)/steps/([^/]+)")
+_STEPS_PATH = re.compile(r"/v1/threads/([^/]+)/runs/([^/]+)/steps")
+
+
+@dataclass
+class Response:
+    """What to send: status, lower-case header names to values, and the body bytes."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(status: int, payload: Any) -> Response:
+    return Response(status, json.dumps(payload).encode(), {"content-type": "application/json"})
+
+
+def upstream_error(
+    status: int,
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> Response:
+    """An error as OpenAI-compatible upstreams send it (Portkey passes these through unchanged)."""
+    error = {"message": message, "type": type, "param": param, "code": code}
+    return json_response(status, {"error": error})
+
+
+def gateway_error(status: int, message: str) -> Response:
+    """An error raised by the Portkey gateway itself, before any upstream is called."""
+    return json_response(status, {"status": "failure", "message": message})
+
+
+def handle_api(state: EmulatorState, mode: Mode, request: ReceivedRequest) -> Response:
+    return _stamp(_api(state, mode, request), mode, request)
+
+
+def fault_response(fault: Fault, mode: Mode, request: ReceivedRequest) -> Response:
+    """The response of a `status`, `malformed` or `redirect` fault; fault headers win."""
+    if fault.kind == "status":
+        status = fault.status or 500
+        response = _default_fault_error(status) if fault.body is None else _json_bytes(status, fault.body)
+    elif fault.kind == "malformed":
+        response = _json_bytes(fault.status or 200, fault.body or b"")
+    elif fault.kind == "redirect" and fault.location:
+        response = Response(fault.status or 307, b"", {"location": fault.location})
+    else:
+        raise ValueError(f"a {fault.kind!r} fault is not a plain response")
+    response = _stamp(response, mode, request)
+    response.headers.update({name.lower(): value for name, value in fault.headers.items()})
+    return response
+
+
+def handle_control(state: EmulatorState, request: ReceivedRequest, body: bytes) -> Response:
+    """The unauthenticated control API other processes use to script the emulator."""
+    route = (request.method, request.path.removeprefix(CONTROL_PREFIX))
+    try:
+        if route == ("POST", "steps"):
+            state.add_step(**_json_object(body))
+            response = json_response(201, {"ok": True})
+        elif route == ("POST", "faults"):
+            state.add_fault(**_json_object(body))
+            response = json_response(201, {"ok": True})
+        elif route == ("GET", "requests"):
+            response = json_response(200, {"requests": [asdict(r) for r in state.requests]})
+        elif route == ("POST", "reset"):
+            state.reset()
+            response = json_response(200, {"ok": True})
+        else:
+            response = json_response(404, {"error": f"no control endpoint {request.method} {request.path}"})
+    except (TypeError, ValueError) as exc:
+        response = json_response(400, {"error": str(exc)})
+    return _stamp(response, "openai", request)
+
+
+def paginate(
+    items: list[dict[str, Any]], *, limit: int, order: str, after: str | None, before: str | None
+) -> dict[str, Any]:
+    """Cursor pagination over `items` (oldest first) the way the list endpoints page.
+
+    `after`/`before` are exclusive cursors in the requested order; with only `before`, the page is
+    the `limit` items right before it. `has_more` says the window held more than the page.
+    An unknown cursor gives an empty page, which ends any pagination loop.
+    """
+    ordered = items if order == "asc" else items[::-1]
+    ids = [item["id"] for item in ordered]
+    start, end = 0, len(ordered)
+    if after is not None:
+        start = ids.index(after) + 1 if after in ids else len(ordered)
+    if before is not None:
+        end = ids.index(before) if before in ids else 0
+    window = ordered[start:end]
+    page = window[-limit:] if before is not None and after is None else window[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(window) > len(page),
+    }
+
+
+def _api(state: EmulatorState, mode: Mode, request: ReceivedRequest) -> Response:
+    if request.method == "GET" and request.path == "/":
+        return json_response(200, {"status": "ok"})
+    denied = _check_auth(state, mode, request.headers)
+    if denied:
+        return denied
+    step = _STEP_PATH.fullmatch(request.path)
+    steps = _STEPS_PATH.fullmatch(request.path)
+    if request.method != "GET" or not (step or steps):
+        return upstream_error(404, f"Invalid URL ({request.method} {request.path})")
+    invalid = _check_beta(request.headers) or _check_include(request.query)
+    if invalid:
+        return invalid
+    if step:
+        thread_id, run_id, step_id = step.groups()
+        found = state.retrieve_step(thread_id, run_id, step_id)
+        if found is None:
+            return upstream_error(404, f"No run step found with id '{step_id}'.")
+        return json_response(200, found)
+    assert steps is not None
+    thread_id, run_id = steps.groups()
+    return _list_steps(state, thread_id, run_id, dict(request.query))
+
+
+def _list_steps(state: EmulatorState, thread_id: str, run_id: str, query: dict[str, str]) -> Response:
+    raw_limit = query.get("limit", "20")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        return _invalid_limit(f"expected an integer, but got '{raw_limit}' instead.", "invalid_type")
+    if limit < 1:
+        detail = f"integer below minimum value. Expected a value >= 1, but got {limit} instead."
+        return _invalid_limit(detail, "integer_below_min_value")
+    if limit > 100:
+        detail = f"integer above maximum value. Expected a value <= 100, but got {limit} instead."
+        return _invalid_limit(detail, "integer_above_max_value")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        message = f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'."
+        return upstream_error(400, message, param="order", code="invalid_value")
+    items = state.list_steps(thread_id, run_id)
+    if items is None:
+        return upstream_error(404, f"No run found with id '{run_id}'.")
+    page = paginate(items, limit=limit, order=order, after=query.get("after"), before=query.get("before"))
+    return json_response(200, page)
+
+
+def _invalid_limit(detail: str, code: str) -> Response:
+    return upstream_error(400, f"Invalid 'limit': {detail}", param="limit", code=code)
+
+
+def _bearer_key(headers: dict[str, str]) -> str | None:
+    scheme, _, key = headers.get("authorization", "").partition(" ")
+    key = key.strip()
+    return key if scheme.lower() == "bearer" and key not in ("", "undefined") else None
+
+
+def _invalid_api_key() -> Response:
+    return upstream_error(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+def _check_auth(state: EmulatorState, mode: Mode, headers: dict[str, str]) -> Response | None:
+    """Portkey's gateway checks in its order; in openai mode only the upstream's bearer check."""
+    if mode == "openai":
+        return None if _bearer_key(headers) else _invalid_api_key()
+    api_key = headers.get("x-portkey-api-key")
+    if not api_key:
+        return gateway_error(401, "Portkey API Key Not Found")
+    if state.api_keys is not None and api_key not in state.api_keys:
+        return gateway_error(401, "Invalid API Key")
+    configured = headers.get("x-portkey-virtual-key") or headers.get("x-portkey-config")
+    if not configured and not headers.get("x-portkey-provider"):
+        return gateway_error(400, "Either x-portkey-config or x-portkey-provider header is required")
+    if not configured and not _bearer_key(headers):
+        return _invalid_api_key()
+    return None
+
+
+def _check_beta(headers: dict[str, str]) -> Response | None:
+    betas = {value.strip() for value in headers.get("openai-beta", "").split(",")}
+    if "assistants=v2" in betas:
+        return None
+    message = (
+        "You must provide the 'OpenAI-Beta' header to access the Assistants API. "
+        "Please try again by setting the header 'OpenAI-Beta: assistants=v2'."
+    )
+    return upstream_error(400, message, code="invalid_beta")
+
+
+def _check_include(query: list[tuple[str, str]]) -> Response | None:
+    values = [value for name, value in query if name == "include[]"]
+    for index, value in enumerate(values):
+        if value not in INCLUDE_VALUES:
+            message = f"Invalid value: '{value}'. Supported values are: '{INCLUDE_VALUES[0]}'."
+            return upstream_error(400, message, param=f"include[{index}]", code="invalid_value")
+    return None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    payload = json.loads(body or b"{}")
+    if not isinstance(payload, dict):
+        raise ValueError("the body must be a JSON object")
+    return payload
+
+
+def _json_bytes(status: int, body: bytes) -> Response:
+    return Response(status, body, {"content-type": "application/json"})
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase, or "" for codes like Portkey's 446 that have none."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _default_fault_error(status: int) -> Response:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    message = f"Emulated fault: {status} {reason_phrase(status)}".rstrip() + "."
+    return upstream_error(status, message, type=kind)
+
+
+def _stamp(response: Response, mode: Mode, request: ReceivedRequest) -> Response:
+    """Add the ids every response carries: x-request-id, and Portkey's trace id in portkey mode."""
+    response.headers["x-request-id"] = "req_" + secrets.token_hex(16)
+    if mode == "portkey":
+        response.headers["x-portkey-trace-id"] = request.headers.get("x-portkey-trace-id") or str(
+            uuid.uuid4()
+        )
+    return response

@@ -1,0 +1,337 @@
+"""In-memory state of the emulator: threads, runs, scripted steps, faults and the request record.
+
+Everything here is plain data guarded by one lock, because tests mutate the state from their own
+thread while the server's event loop thread reads it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+Advance = Literal["poll", "time"]
+FaultKind = Literal["status", "delay", "reset", "truncated", "malformed", "slow_drip", "redirect"]
+FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
+TERMINAL_STATUSES = frozenset({"cancelled", "failed", "completed", "expired"})
+REDIRECT_STATUSES = frozenset({301, 302, 307, 308})
+
+SEED_THREAD_ID = "thread_demo"
+SEED_RUN_ID = "run_demo"
+STEP_COMPLETES = "step_completes"
+STEP_FAILS = "step_fails"
+STEP_CANCELLED = "step_cancelled"
+STEP_EXPIRED = "step_expired"
+STEP_TOOL_CALLS = "step_tool_calls"
+STEP_INSTANT = "step_instant"
+STEP_MAP_IDS = ("step_map_1", "step_map_2", "step_map_3")
+SEED_STEP_IDS = (
+    STEP_COMPLETES,
+    STEP_FAILS,
+    STEP_CANCELLED,
+    STEP_EXPIRED,
+    STEP_TOOL_CALLS,
+    STEP_INSTANT,
+    *STEP_MAP_IDS,
+)
+
+ASSISTANT_ID = "asst_emulator"
+EXPIRY_SECONDS = 600  # live steps carry expires_at about ten minutes after created_at
+DEFAULT_LAST_ERROR: dict[str, Any] = {"code": "server_error", "message": "Sorry, something went wrong."}
+USAGE: dict[str, Any] = {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
+
+
+def _stable_id(prefix: str, *parts: str) -> str:
+    """Derive an id from the step's ids so repeated renders (and re-seeds) show the same value."""
+    return prefix + hashlib.sha256("/".join(parts).encode()).hexdigest()[:24]
+
+
+@dataclass
+class ReceivedRequest:
+    """One request the emulator received (header names lower-cased; values as sent)."""
+
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+
+
+@dataclass
+class ScriptedStep:
+    """A run step whose status walks along `statuses`, per GET ("poll") or per clock time ("time")."""
+
+    thread_id: str
+    run_id: str
+    id: str
+    statuses: tuple[str, ...]
+    type: str
+    last_error: dict[str, Any] | None
+    step_details: dict[str, Any] | None
+    advance: Advance
+    seconds_per_status: float
+    extra_fields: dict[str, Any]
+    created_at: int
+    started: float
+    seq: int
+    polls: int = 0
+    terminal_offset: float | None = None
+
+    def current_index(self, now: float, *, poll: bool) -> int:
+        """Index of the status to show; a poll-advanced step moves one status per retrieve."""
+        last = len(self.statuses) - 1
+        if self.advance == "time":
+            index = min(int((now - self.started) / self.seconds_per_status), last)
+        elif poll:
+            index = min(self.polls, last)
+            self.polls += 1
+        else:  # a list call shows what the latest retrieve showed, without advancing
+            index = min(max(self.polls - 1, 0), last)
+        if index == last and self.terminal_offset is None:
+            reached = self.started + last * self.seconds_per_status if self.advance == "time" else now
+            self.terminal_offset = reached - self.started
+        return index
+
+    def render(self, index: int) -> dict[str, Any]:
+        """The step as the live API returns it: `expires_at`, no `metadata`, usage once terminal."""
+        status = self.statuses[index]
+        terminal = status in TERMINAL_STATUSES
+        ended_at = self.created_at + int(self.terminal_offset or 0) if terminal else None
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "thread.run.step",
+            "created_at": self.created_at,
+            "run_id": self.run_id,
+            "assistant_id": ASSISTANT_ID,
+            "thread_id": self.thread_id,
+            "type": self.type,
+            "status": status,
+            "cancelled_at": ended_at if status == "cancelled" else None,
+            "completed_at": ended_at if status == "completed" else None,
+            "expires_at": ended_at if status == "expired" else self.created_at + EXPIRY_SECONDS,
+            "failed_at": ended_at if status == "failed" else None,
+            "last_error": (self.last_error or DEFAULT_LAST_ERROR) if status == "failed" else None,
+            "step_details": self.step_details or self._default_details(),
+            "usage": dict(USAGE) if terminal else None,
+        }
+        body.update(self.extra_fields)
+        return copy.deepcopy(body)  # callers must not be able to alter the script
+
+    def _default_details(self) -> dict[str, Any]:
+        if self.type == "tool_calls":
+            call = {
+                "id": _stable_id("call_", self.thread_id, self.run_id, self.id),
+                "type": "function",
+                "function": {
+                    "name": "get_current_weather",
+                    "arguments": '{"location":"San Francisco, CA","unit":"fahrenheit"}',
+                    "output": "70 degrees and sunny.",
+                },
+            }
+            return {"type": "tool_calls", "tool_calls": [call]}
+        message_id = _stable_id("msg_", self.thread_id, self.run_id, self.id)
+        return {"type": "message_creation", "message_creation": {"message_id": message_id}}
+
+
+@dataclass
+class Run:
+    """A run: for now only the container of its steps (run status arrives with the run endpoints)."""
+
+    id: str
+    thread_id: str
+    steps: dict[str, ScriptedStep] = field(default_factory=dict)
+
+
+@dataclass
+class Thread:
+    id: str
+    runs: dict[str, Run] = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    """A scripted misbehaviour, consumed by the next `remaining` requests whose path matches."""
+
+    kind: FaultKind
+    path_contains: str
+    remaining: int
+    status: int | None
+    headers: dict[str, str]
+    body: bytes | None
+    delay: float
+    location: str | None
+
+
+def _as_bytes(body: str | bytes | dict[str, Any] | list[Any] | None) -> bytes | None:
+    if body is None or isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body).encode()
+
+
+class EmulatorState:
+    """Thread-safe state shared by the HTTP handlers and the tests that script them.
+
+    `clock` (monotonic seconds) drives time-advanced steps; replace it in tests instead of sleeping.
+    `api_keys`, when set, is the set of Portkey API keys accepted in portkey mode.
+    The request record keeps the newest `record_limit` requests so long benchmarks stay bounded;
+    `request_count` counts all of them.
+    """
+
+    def __init__(
+        self, *, seed: bool = True, api_keys: Iterable[str] | None = None, record_limit: int = 10_000
+    ) -> None:
+        self.seed = seed
+        self.api_keys: frozenset[str] | None = None if api_keys is None else frozenset(api_keys)
+        self.clock: Callable[[], float] = time.monotonic
+        self._lock = threading.Lock()
+        self._threads: dict[str, Thread] = {}
+        self._faults: deque[Fault] = deque()
+        self._record: deque[ReceivedRequest] = deque(maxlen=record_limit)
+        self._seq = 0
+        self.request_count = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget steps, faults and the record; re-seed the demo data if this state was seeded."""
+        with self._lock:
+            self._threads.clear()
+            self._faults.clear()
+            self._record.clear()
+            self.request_count = 0
+        if self.seed:
+            self._add_seed()
+
+    def add_step(
+        self,
+        thread_id: str,
+        run_id: str,
+        step_id: str,
+        *,
+        statuses: Iterable[str] = ("in_progress", "completed"),
+        type: str = "message_creation",
+        last_error: dict[str, Any] | None = None,
+        step_details: dict[str, Any] | None = None,
+        advance: Advance = "poll",
+        seconds_per_status: float = 1.0,
+        extra_fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Script a step (creating its thread and run as needed); re-adding an id replaces it."""
+        sequence = tuple(statuses)
+        if not sequence:
+            raise ValueError("statuses must not be empty")
+        if advance not in ("poll", "time"):
+            raise ValueError(f"advance must be 'poll' or 'time', not {advance!r}")
+        if seconds_per_status <= 0:
+            raise ValueError("seconds_per_status must be positive")
+        with self._lock:
+            thread = self._threads.setdefault(thread_id, Thread(thread_id))
+            run = thread.runs.setdefault(run_id, Run(run_id, thread_id))
+            self._seq += 1
+            run.steps[step_id] = ScriptedStep(
+                thread_id=thread_id,
+                run_id=run_id,
+                id=step_id,
+                statuses=sequence,
+                type=type,
+                last_error=last_error,
+                step_details=step_details,
+                advance=advance,
+                seconds_per_status=seconds_per_status,
+                extra_fields=dict(extra_fields or {}),
+                created_at=int(time.time()),
+                started=self.clock(),
+                seq=self._seq,
+            )
+
+    def retrieve_step(self, thread_id: str, run_id: str, step_id: str) -> dict[str, Any] | None:
+        """Render a step for GET .../steps/{id}, advancing poll-driven steps; None if unknown."""
+        with self._lock:
+            run = self._run(thread_id, run_id)
+            step = run.steps.get(step_id) if run else None
+            if step is None:
+                return None
+            return step.render(step.current_index(self.clock(), poll=True))
+
+    def list_steps(self, thread_id: str, run_id: str) -> list[dict[str, Any]] | None:
+        """All steps of a run, oldest first, without advancing them; None if the run is unknown."""
+        with self._lock:
+            run = self._run(thread_id, run_id)
+            if run is None:
+                return None
+            now = self.clock()
+            ordered = sorted(run.steps.values(), key=lambda s: (s.created_at, s.seq))
+            return [step.render(step.current_index(now, poll=False)) for step in ordered]
+
+    def add_fault(
+        self,
+        kind: FaultKind,
+        *,
+        path_contains: str = "",
+        times: int = 1,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        body: str | bytes | dict[str, Any] | list[Any] | None = None,
+        delay: float = 0.0,
+        location: str | None = None,
+    ) -> None:
+        """Queue a fault for the next `times` requests whose path contains `path_contains`."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        if delay < 0:
+            raise ValueError("delay must not be negative")
+        if kind == "redirect":
+            if not location:
+                raise ValueError("a redirect fault needs a location")
+            if status is not None and status not in REDIRECT_STATUSES:
+                raise ValueError(f"redirect status must be one of {sorted(REDIRECT_STATUSES)}")
+        fault = Fault(
+            kind, path_contains, times, status, dict(headers or {}), _as_bytes(body), delay, location
+        )
+        with self._lock:
+            self._faults.append(fault)
+
+    def take_fault(self, path: str) -> Fault | None:
+        """Consume one use of the oldest fault matching `path`, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.path_contains in path:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def record(self, request: ReceivedRequest) -> None:
+        with self._lock:
+            self._record.append(request)
+            self.request_count += 1
+
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        """A snapshot of the recorded requests, oldest first."""
+        with self._lock:
+            return list(self._record)
+
+    def _run(self, thread_id: str, run_id: str) -> Run | None:
+        thread = self._threads.get(thread_id)
+        return thread.runs.get(run_id) if thread else None
+
+    def _add_seed(self) -> None:
+        ip, t, r = "in_progress", SEED_THREAD_ID, SEED_RUN_ID
+        self.add_step(t, r, STEP_COMPLETES, statuses=(ip, ip, "completed"))
+        self.add_step(t, r, STEP_FAILS, statuses=(ip, "failed"), last_error=dict(DEFAULT_LAST_ERROR))
+        self.add_step(t, r, STEP_CANCELLED, statuses=(ip, "cancelled"))
+        self.add_step(t, r, STEP_EXPIRED, statuses=(ip, "expired"))
+        self.add_step(t, r, STEP_TOOL_CALLS, statuses=(ip, "completed"), type="tool_calls")
+        self.add_step(t, r, STEP_INSTANT, statuses=("completed",))
+        for polls, step_id in enumerate(STEP_MAP_IDS, start=1):
+            self.add_step(t, r, step_id, statuses=(ip,) * polls + ("completed",))
