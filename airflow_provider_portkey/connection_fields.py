@@ -40,8 +40,13 @@ EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
         {"type": ["string", "null"], "format": "url"},
     ),
     "request_timeout": (
-        "Request timeout (s)",
-        "Read timeout of each request; also sent to Portkey as x-portkey-request-timeout.",
+        "Gateway timeout (s)",
+        "Sent to Portkey as x-portkey-request-timeout: the gateway gives up (408, retried) after this.",
+        {"type": ["number", "null"], "minimum": 0},
+    ),
+    "read_timeout": (
+        "Read timeout (s)",
+        "How long this client waits for an answer. Default 60, or request_timeout + 5 when that is set.",
         {"type": ["number", "null"], "minimum": 0},
     ),
     "connect_timeout": (

@@ -178,11 +178,15 @@ def _api_message(payload: Any) -> str | None:
     return str(message) if message else None
 
 
+_NOT_JSON: Any = object()
+
+
 def _decode(body: bytes) -> Any:
+    """The JSON value of ``body``, or ``_NOT_JSON`` (a body of ``null`` is JSON, just not an object)."""
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return None
+        return _NOT_JSON
 
 
 def error_for_status(
@@ -229,7 +233,7 @@ def interpret_response(
     if not 200 <= status < 300:
         raise error_for_status(request, status, headers, body, secrets)
     payload = _decode(body)
-    if payload is None:
+    if payload is _NOT_JSON:
         raise PortkeyBadResponseError(
             request.description,
             what=f"the body is not JSON: {excerpt(body, secrets)}",
@@ -240,10 +244,19 @@ def interpret_response(
     return payload
 
 
-def connection_error(request: ApiRequest, error: BaseException) -> PortkeyConnectionError:
-    """Wrap a transport failure (refused, reset, timeout) without any request detail but the path."""
+def connection_error(
+    request: ApiRequest, error: BaseException, base_url: str | None = None
+) -> PortkeyConnectionError:
+    """
+    Wrap a transport failure (refused, reset, timeout) without any request detail but the path.
+
+    Only the exception's class name is used: transport messages may quote header values. The base
+    URL (validated to carry no credentials) is named, because "which server?" is the first question
+    when nothing answers.
+    """
     reason = type(error).__name__
-    return PortkeyConnectionError(request.description, what=f"no usable answer ({reason})")
+    where = f" from {base_url}" if base_url else ""
+    return PortkeyConnectionError(request.description, what=f"no usable answer{where} ({reason})")
 
 
 def parse_run_step(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> RunStep:

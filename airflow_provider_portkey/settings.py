@@ -7,8 +7,10 @@ no way to choose an upstream, an unknown extra option or a bad value is a
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,35 +23,76 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_MAX_RETRY_WAIT = 60.0
+#: Our read timeout outlasts the gateway's own ``x-portkey-request-timeout`` by this much, so the
+#: gateway's 408 (which says what timed out) arrives instead of a bare client-side timeout.
+GATEWAY_TIMEOUT_MARGIN = 5.0
+
+#: Fields whose values are never echoed in an error: keys, configs (may embed keys), free headers.
+_SECRET_FIELDS = frozenset({"password", "virtual_key", "provider_api_key", "config", "headers"})
+#: An HTTP header name (RFC 9110 token); anything else makes the HTTP client fail mid-request.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_USERINFO = re.compile(r"(?<=//)[^/@]*@")
 
 
 def _bad(field_name: str, value: object, why: str) -> PortkeyConfigurationError:
-    return PortkeyConfigurationError(f"Portkey connection field {field_name!r} = {value!r}: {why}")
+    shown = "<redacted>" if field_name in _SECRET_FIELDS else repr(value)
+    return PortkeyConfigurationError(f"Portkey connection field {field_name!r} = {shown}: {why}")
+
+
+def _header_safe(value: str) -> bool:
+    """Printable ASCII only: a newline or a non-Latin-1 character would fail inside the HTTP client."""
+    return value.isascii() and value.isprintable()
+
+
+def _is_loopback(hostname: str | None) -> bool:
+    if hostname is None:
+        return False
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 def normalize_base_url(host: str | None, port: int | None = None) -> str:
-    """Accept a bare host or a URL with or without ``/v1`` or a trailing slash; return ``.../v1``."""
+    """
+    Accept a bare host or a URL with or without ``/v1`` or a trailing slash; return ``.../v1``.
+
+    A bare host gets ``https://``, except a loopback one (a local gateway rarely has TLS).
+    """
     if host is None or not host.strip():
         return DEFAULT_BASE_URL
     raw = host.strip()
+    shown = _USERINFO.sub("***@", raw)  # never echo a password someone put in the URL
     if any(ch.isspace() for ch in raw):
-        raise _bad("host", host, "contains whitespace")
-    parts = urlsplit(raw if "://" in raw else f"https://{raw}")
-    if parts.scheme not in ("http", "https"):
-        raise _bad("host", host, "the scheme must be http or https")
-    if not parts.hostname:
-        raise _bad("host", host, "no host name")
-    if parts.username or parts.password:
-        raise _bad("host", host, "credentials do not belong in the URL; put the API key in the password")
-    if parts.query or parts.fragment:
-        raise _bad("host", host, "a base URL has no query or fragment")
+        raise _bad("host", shown, "contains whitespace")
     try:
+        if "://" not in raw:
+            scheme = "http" if _is_loopback(urlsplit(f"//{raw}").hostname) else "https"
+            raw = f"{scheme}://{raw}"
+        parts = urlsplit(raw)
         url_port = parts.port
     except ValueError as error:
-        raise _bad("host", host, f"bad port ({error})") from None
+        raise _bad("host", shown, f"not a valid URL ({error})") from None
+    if parts.scheme not in ("http", "https"):
+        raise _bad("host", shown, "the scheme must be http or https")
+    if not parts.hostname:
+        raise _bad("host", shown, "no host name")
+    if parts.username or parts.password:
+        raise _bad("host", shown, "credentials do not belong in the URL; put the API key in the password")
+    if parts.query or parts.fragment:
+        raise _bad("host", shown, "a base URL has no query or fragment")
+    if not raw.isascii():
+        raise _bad("host", shown, "use the ASCII (punycode) form of the host name")
     netloc = parts.netloc
-    if port and url_port is None:
-        netloc = f"{netloc}:{port}"
+    if port:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise _bad("port", port, "must be a TCP port from 1 to 65535")
+        if url_port is None:
+            netloc = f"{netloc}:{port}"
+        elif url_port != port:
+            raise _bad("port", port, f"disagrees with the port in host ({url_port}); set only one")
     path = parts.path.rstrip("/")
     if not path.endswith("/v1"):
         path = f"{path}/v1"
@@ -62,8 +105,8 @@ def _text(extra: Mapping[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise _bad(name, value, "must be a string")
-    if value != value.strip() or "\n" in value or "\r" in value:
-        raise _bad(name, "<redacted>" if "key" in name else value, "has surrounding whitespace or a newline")
+    if value != value.strip() or not _header_safe(value):
+        raise _bad(name, value, "has surrounding whitespace, a control or a non-ASCII character")
     return value
 
 
@@ -96,6 +139,10 @@ def _string_map(extra: Mapping[str, Any], name: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise _bad(name, value, "must be a JSON object of string values")
+    if name == "headers":
+        for header, text in value.items():
+            if not _HEADER_NAME.fullmatch(header) or text != text.strip() or not _header_safe(text):
+                raise _bad(name, value, f"header {header!r} has a bad name or value (printable ASCII only)")
     return dict(value)
 
 
@@ -132,6 +179,7 @@ class PortkeySettings:
     config: str | None = field(default=None, repr=False)
     custom_host: str | None = None
     request_timeout: float | None = None
+    client_read_timeout: float | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
@@ -147,9 +195,15 @@ class PortkeySettings:
         options = _unprefixed(extra)
         unknown = sorted(set(options) - set(EXTRA_FIELDS))
         if unknown:
-            raise _bad(unknown[0], options[unknown[0]], f"unknown option; known: {', '.join(EXTRA_FIELDS)}")
+            # The value is not shown: a misspelt option may well hold a key.
+            known = ", ".join(EXTRA_FIELDS)
+            raise PortkeyConfigurationError(
+                f"Portkey connection extra has unknown option {unknown[0]!r}; known: {known}"
+            )
         if not password:
             raise _bad("password", None, "the Portkey API key is required (x-portkey-api-key)")
+        if password != password.strip() or not _header_safe(password):
+            raise _bad("password", password, "has surrounding whitespace, a control or a non-ASCII character")
         settings = cls(
             base_url=normalize_base_url(host, port),
             api_key=password,
@@ -157,8 +211,10 @@ class PortkeySettings:
             provider=_text(options, "provider"),
             provider_api_key=_text(options, "provider_api_key"),
             config=_config(options),
-            custom_host=_text(options, "custom_host"),
+            # The gateway appends the API path itself: ".../v1/" would become ".../v1//threads".
+            custom_host=(_text(options, "custom_host") or "").rstrip("/") or None,
             request_timeout=_number(options, "request_timeout", 0.0) or None,
+            client_read_timeout=_number(options, "read_timeout", 0.0) or None,
             connect_timeout=_number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
             max_retries=int(_number(options, "max_retries", DEFAULT_MAX_RETRIES, integer=True)),
             max_retry_wait=_number(options, "max_retry_wait", DEFAULT_MAX_RETRY_WAIT),
@@ -185,7 +241,11 @@ class PortkeySettings:
         if self.custom_host:
             if not self.provider:
                 raise _bad("custom_host", self.custom_host, "needs provider (e.g. openai) as well")
-            parts = urlsplit(self.custom_host)
+            try:
+                parts = urlsplit(self.custom_host)
+                parts.port  # noqa: B018  (raises ValueError on a bad port)
+            except ValueError as error:
+                raise _bad("custom_host", self.custom_host, f"not a valid URL ({error})") from None
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise _bad("custom_host", self.custom_host, "must be an http(s) URL")
         if self.provider_api_key and not self.provider:
@@ -193,7 +253,12 @@ class PortkeySettings:
 
     @property
     def read_timeout(self) -> float:
-        return self.request_timeout or DEFAULT_READ_TIMEOUT
+        """The client's read timeout: explicit, else just longer than the gateway's own timeout."""
+        if self.client_read_timeout:
+            return self.client_read_timeout
+        if self.request_timeout:
+            return self.request_timeout + GATEWAY_TIMEOUT_MARGIN
+        return DEFAULT_READ_TIMEOUT
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from airflow_provider_portkey import __version__
 from airflow_provider_portkey._compat import BaseHook, mask_secret
 from airflow_provider_portkey.connection_fields import CONN_TYPE
 from airflow_provider_portkey.core import RetryPolicy
-from airflow_provider_portkey.errors import PortkeyRequestError
+from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyRequestError
 from airflow_provider_portkey.provider_info import UI_FIELD_BEHAVIOUR, conn_fields
 from airflow_provider_portkey.settings import PortkeySettings
 
@@ -47,12 +47,25 @@ class PortkeyBaseHook(BaseHook):
         trace_id: str | None = None,
     ) -> None:
         super().__init__()
+        # Checked here, not at the first request, so a bad DAG argument fails at parse time.
+        if max_retries is not None and (
+            isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+        ):
+            raise PortkeyConfigurationError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+        if max_retry_wait is not None and (
+            isinstance(max_retry_wait, bool)
+            or not isinstance(max_retry_wait, int | float)
+            or not 0 <= max_retry_wait < float("inf")
+        ):
+            raise PortkeyConfigurationError(
+                f"max_retry_wait must be a number of seconds >= 0, got {max_retry_wait!r}"
+            )
         self.portkey_conn_id = portkey_conn_id
-        self._overrides: dict[str, Any] = {
-            name: value
-            for name, value in (("max_retries", max_retries), ("max_retry_wait", max_retry_wait))
-            if value is not None
-        }
+        self._overrides: dict[str, Any] = {}
+        if max_retries is not None:
+            self._overrides["max_retries"] = max_retries
+        if max_retry_wait is not None:
+            self._overrides["max_retry_wait"] = float(max_retry_wait)
         self.trace_id = trace_id
         self._settings: PortkeySettings | None = None
 

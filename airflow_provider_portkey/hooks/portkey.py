@@ -19,10 +19,19 @@ from airflow_provider_portkey.core import (
     parse_run_step_list,
     run_step_request,
 )
-from airflow_provider_portkey.errors import PortkeyNotFoundError, PortkeyRequestError
+from airflow_provider_portkey.errors import (
+    PortkeyBadResponseError,
+    PortkeyNotFoundError,
+    PortkeyRequestError,
+)
 from airflow_provider_portkey.hooks.base import PortkeyBaseHook
 from airflow_provider_portkey.models import RunStep
 from airflow_provider_portkey.settings import PortkeySettings
+
+
+def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Session auth that changes nothing: the headers already carry every credential."""
+    return request
 
 
 class PortkeyHook(PortkeyBaseHook):
@@ -65,6 +74,10 @@ class PortkeyHook(PortkeyBaseHook):
             session = requests.Session()
             session.headers.clear()
             session.headers.update(self._headers(self.settings))
+            # With no session auth, requests would let a ~/.netrc entry for the host overwrite our
+            # Authorization (the provider key). A no-op auth stops that; proxies from the
+            # environment are still honoured.
+            session.auth = _keep_headers
             self._session = session
         return self._session
 
@@ -90,7 +103,7 @@ class PortkeyHook(PortkeyBaseHook):
             )
             body = response.content
         except requests.RequestException as error:
-            raise connection_error(api_request, error) from None
+            raise connection_error(api_request, error, settings.base_url) from None
         return interpret_response(api_request, response.status_code, response.headers, body, settings.secrets)
 
     def get_run_step(
@@ -120,7 +133,12 @@ class PortkeyHook(PortkeyBaseHook):
             steps += [parse_run_step(api_request, item, self.settings.secrets) for item in page.data]
             if not page.has_more or not page.data:
                 return steps
-            after = page.last_id or steps[-1].id
+            cursor = page.last_id or steps[-1].id
+            if cursor == after:  # the same page again would loop forever
+                raise PortkeyBadResponseError(
+                    api_request.description, what=f"has_more is true but the cursor stays at {after!r}"
+                )
+            after = cursor
 
     def test_connection(self) -> tuple[bool, str]:
         """

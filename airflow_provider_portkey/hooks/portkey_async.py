@@ -38,7 +38,8 @@ def shared_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _shared_clients.get(loop)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(follow_redirects=False, limits=_LIMITS, trust_env=False)
+        # trust_env: the same proxy and CA settings from the environment as the sync hook's requests.
+        client = httpx.AsyncClient(follow_redirects=False, limits=_LIMITS, trust_env=True)
         _shared_clients[loop] = client
     return client
 
@@ -87,7 +88,7 @@ class PortkeyAsyncHook(PortkeyBaseHook):
                 timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             )
         except httpx.HTTPError as error:
-            raise connection_error(api_request, error) from None
+            raise connection_error(api_request, error, settings.base_url) from None
         return interpret_response(
             api_request, response.status_code, response.headers, response.content, settings.secrets
         )
