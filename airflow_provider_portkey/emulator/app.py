@@ -1,7 +1,8 @@
 """Routing and response building as plain functions, so they can be tested without sockets.
 
 `handle_api` plays hosted Portkey (mode "portkey") or an OpenAI-compatible upstream behind the
-open-source gateway (mode "openai"); `handle_control` serves the `/_emulator/` control API;
+open-source gateway (mode "openai"): the run-step endpoints here, the run endpoints in run_api.py,
+behind the same header checks. `handle_control` serves the `/_emulator/` control API;
 `fault_response` renders the faults that are only a different response (status, malformed, redirect).
 """
 
@@ -12,10 +13,31 @@ import json
 import re
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Literal
 
+from airflow_provider_portkey.emulator import run_api
+from airflow_provider_portkey.emulator.responses import (
+    Response,
+    gateway_error,
+    json_response,
+    upstream_error,
+)
 from airflow_provider_portkey.emulator.state import EmulatorState, Fault, ReceivedRequest
+
+__all__ = [
+    "CONTROL_PREFIX",
+    "Mode",
+    "Response",
+    "fault_response",
+    "gateway_error",
+    "handle_api",
+    "handle_control",
+    "json_response",
+    "paginate",
+    "reason_phrase",
+    "upstream_error",
+]
 
 Mode = Literal["portkey", "openai"]
 CONTROL_PREFIX = "/_emulator/"
@@ -25,39 +47,9 @@ _STEP_PATH = re.compile(r"/v1/threads/([^/]+)/runs/([^/]+)/steps/([^/]+)")
 _STEPS_PATH = re.compile(r"/v1/threads/([^/]+)/runs/([^/]+)/steps")
 
 
-@dataclass
-class Response:
-    """What to send: status, lower-case header names to values, and the body bytes."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def json_response(status: int, payload: Any) -> Response:
-    return Response(status, json.dumps(payload).encode(), {"content-type": "application/json"})
-
-
-def upstream_error(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-) -> Response:
-    """An error as OpenAI-compatible upstreams send it (Portkey passes these through unchanged)."""
-    error = {"message": message, "type": type, "param": param, "code": code}
-    return json_response(status, {"error": error})
-
-
-def gateway_error(status: int, message: str) -> Response:
-    """An error raised by the Portkey gateway itself, before any upstream is called."""
-    return json_response(status, {"status": "failure", "message": message})
-
-
-def handle_api(state: EmulatorState, mode: Mode, request: ReceivedRequest) -> Response:
-    return _stamp(_api(state, mode, request), mode, request)
+def handle_api(state: EmulatorState, mode: Mode, request: ReceivedRequest, body: bytes = b"") -> Response:
+    """Answer an API request (`body` is the request body, read by the POST endpoints)."""
+    return _stamp(_api(state, mode, request, body), mode, request)
 
 
 def fault_response(fault: Fault, mode: Mode, request: ReceivedRequest) -> Response:
@@ -77,12 +69,21 @@ def fault_response(fault: Fault, mode: Mode, request: ReceivedRequest) -> Respon
 
 
 def handle_control(state: EmulatorState, request: ReceivedRequest, body: bytes) -> Response:
-    """The unauthenticated control API other processes use to script the emulator."""
+    """The unauthenticated control API other processes use to script the emulator.
+
+    POST steps (add_step), POST runs (add_run_script: a script for an assistant id), GET runs
+    (`runs_created` and a summary per run), POST faults (add_fault), GET requests, POST reset.
+    """
     route = (request.method, request.path.removeprefix(CONTROL_PREFIX))
     try:
         if route == ("POST", "steps"):
             state.add_step(**_json_object(body))
             response = json_response(201, {"ok": True})
+        elif route == ("POST", "runs"):
+            state.add_run_script(**_json_object(body))
+            response = json_response(201, {"ok": True})
+        elif route == ("GET", "runs"):
+            response = json_response(200, {"runs_created": state.runs_created, "runs": state.runs})
         elif route == ("POST", "faults"):
             state.add_fault(**_json_object(body))
             response = json_response(201, {"ok": True})
@@ -125,12 +126,15 @@ def paginate(
     }
 
 
-def _api(state: EmulatorState, mode: Mode, request: ReceivedRequest) -> Response:
+def _api(state: EmulatorState, mode: Mode, request: ReceivedRequest, body: bytes) -> Response:
     if request.method == "GET" and request.path == "/":
         return json_response(200, {"status": "ok"})
     denied = _check_auth(state, mode, request.headers)
     if denied:
         return denied
+    run_route = run_api.match(request.method, request.path)
+    if run_route is not None:
+        return _check_beta(request.headers) or run_api.handle(state, run_route, body)
     step = _STEP_PATH.fullmatch(request.path)
     steps = _STEPS_PATH.fullmatch(request.path)
     if request.method != "GET" or not (step or steps):

@@ -205,16 +205,16 @@ class EmulatorServer:
         self.state.record(request)
         fault = self.state.take_fault(request.path)
         if fault is None:
-            self._write(conn, writer, handle_api(self.state, self.mode, request))
+            self._write(conn, writer, handle_api(self.state, self.mode, request, body))
             return True
         match fault.kind:
-            case "status" | "malformed" | "redirect":
+            case "status" | "malformed" | "redirect":  # answered before processing: nothing is created
                 self._write(conn, writer, fault_response(fault, self.mode, request))
             case "delay":
                 await asyncio.sleep(fault.delay)
-                self._write(conn, writer, handle_api(self.state, self.mode, request))
+                self._write(conn, writer, handle_api(self.state, self.mode, request, body))
             case "slow_drip":
-                response = handle_api(self.state, self.mode, request)
+                response = handle_api(self.state, self.mode, request, body)
                 writer.write(_head(conn, response))
                 for start in range(0, len(response.body), DRIP_CHUNK):
                     await writer.drain()
@@ -222,15 +222,17 @@ class EmulatorServer:
                     writer.write(conn.send(h11.Data(response.body[start : start + DRIP_CHUNK])) or b"")
                 writer.write(conn.send(h11.EndOfMessage()) or b"")
             case "truncated":  # the head promises the whole body; half of it arrives, then FIN
-                response = handle_api(self.state, self.mode, request)
+                response = handle_api(self.state, self.mode, request, body)
                 half = response.body[: len(response.body) // 2]
                 writer.write(_head(conn, response) + (conn.send(h11.Data(half)) or b""))
                 await writer.drain()
                 return False
-            case "reset":  # SO_LINGER 0 makes close() send RST: the client sees "connection reset"
-                sock = writer.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                writer.transport.abort()
+            case "reset":  # before processing: the request never reached the upstream
+                _reset(writer)
+                return False
+            case "reset_after":  # processed in full (a POST has created its run), then no answer
+                handle_api(self.state, self.mode, request, body)
+                _reset(writer)
                 return False
         return True
 
@@ -242,6 +244,13 @@ class EmulatorServer:
             parts.append(conn.send(h11.Data(response.body)) or b"")
         parts.append(conn.send(h11.EndOfMessage()) or b"")
         writer.write(b"".join(parts))
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST (SO_LINGER 0), so the client sees "connection reset" rather than a clean EOF."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Event | type[h11.PAUSED]:

@@ -1,14 +1,15 @@
 """In-memory state of the emulator: threads, runs, scripted steps, faults and the request record.
 
 Everything here is plain data guarded by one lock, because tests mutate the state from their own
-thread while the server's event loop thread reads it.
+thread while the server's event loop thread reads it. A run is either a container of scripted steps
+(`add_step`, the seed) or an agent run made by the run endpoints (runs.py), or both.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
+import secrets
 import threading
 import time
 from collections import deque
@@ -16,10 +17,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-Advance = Literal["poll", "time"]
-FaultKind = Literal["status", "delay", "reset", "truncated", "malformed", "slow_drip", "redirect"]
+from airflow_provider_portkey.emulator.objects import (
+    ASSISTANT_ID,
+    DEFAULT_LAST_ERROR,
+    STEP_TERMINAL_STATUSES,
+    message_creation_details,
+    stable_id,
+    step_object,
+)
+from airflow_provider_portkey.emulator.runs import (
+    BUILTIN_SCRIPTS,
+    DEFAULT_SCRIPT,
+    Advance,
+    AgentRun,
+    RunError,
+    Stage,
+    advance_options,
+    parse_stage,
+    run_settings,
+    validate_script,
+)
+
+# `reset_after` processes the request in full, then resets the connection instead of answering: a
+# client that retries the POST blindly creates a duplicate. `status` answers before processing.
+FaultKind = Literal[
+    "status", "delay", "reset", "reset_after", "truncated", "malformed", "slow_drip", "redirect"
+]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
-TERMINAL_STATUSES = frozenset({"cancelled", "failed", "completed", "expired"})
+TERMINAL_STATUSES = STEP_TERMINAL_STATUSES
 REDIRECT_STATUSES = frozenset({301, 302, 307, 308})
 
 SEED_THREAD_ID = "thread_demo"
@@ -40,16 +65,6 @@ SEED_STEP_IDS = (
     STEP_INSTANT,
     *STEP_MAP_IDS,
 )
-
-ASSISTANT_ID = "asst_emulator"
-EXPIRY_SECONDS = 600  # live steps carry expires_at about ten minutes after created_at
-DEFAULT_LAST_ERROR: dict[str, Any] = {"code": "server_error", "message": "Sorry, something went wrong."}
-USAGE: dict[str, Any] = {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
-
-
-def _stable_id(prefix: str, *parts: str) -> str:
-    """Derive an id from the step's ids so repeated renders (and re-seeds) show the same value."""
-    return prefix + hashlib.sha256("/".join(parts).encode()).hexdigest()[:24]
 
 
 @dataclass
@@ -98,34 +113,27 @@ class ScriptedStep:
         return index
 
     def render(self, index: int) -> dict[str, Any]:
-        """The step as the live API returns it: `expires_at`, no `metadata`, usage once terminal."""
+        """The step as the live API returns it (see `step_object`), plus any scripted extra fields."""
         status = self.statuses[index]
-        terminal = status in TERMINAL_STATUSES
-        ended_at = self.created_at + int(self.terminal_offset or 0) if terminal else None
-        body: dict[str, Any] = {
-            "id": self.id,
-            "object": "thread.run.step",
-            "created_at": self.created_at,
-            "run_id": self.run_id,
-            "assistant_id": ASSISTANT_ID,
-            "thread_id": self.thread_id,
-            "type": self.type,
-            "status": status,
-            "cancelled_at": ended_at if status == "cancelled" else None,
-            "completed_at": ended_at if status == "completed" else None,
-            "expires_at": ended_at if status == "expired" else self.created_at + EXPIRY_SECONDS,
-            "failed_at": ended_at if status == "failed" else None,
-            "last_error": (self.last_error or DEFAULT_LAST_ERROR) if status == "failed" else None,
-            "step_details": self.step_details or self._default_details(),
-            "usage": dict(USAGE) if terminal else None,
-        }
-        body.update(self.extra_fields)
-        return copy.deepcopy(body)  # callers must not be able to alter the script
+        body = step_object(
+            id=self.id,
+            thread_id=self.thread_id,
+            run_id=self.run_id,
+            assistant_id=ASSISTANT_ID,
+            type=self.type,
+            status=status,
+            created_at=self.created_at,
+            ended_at=self.created_at + int(self.terminal_offset or 0),
+            last_error=self.last_error,
+            step_details=self.step_details or self._default_details(),
+        )
+        body.update(copy.deepcopy(self.extra_fields))  # callers must not be able to alter the script
+        return body
 
     def _default_details(self) -> dict[str, Any]:
         if self.type == "tool_calls":
             call = {
-                "id": _stable_id("call_", self.thread_id, self.run_id, self.id),
+                "id": stable_id("call_", self.thread_id, self.run_id, self.id),
                 "type": "function",
                 "function": {
                     "name": "get_current_weather",
@@ -134,17 +142,26 @@ class ScriptedStep:
                 },
             }
             return {"type": "tool_calls", "tool_calls": [call]}
-        message_id = _stable_id("msg_", self.thread_id, self.run_id, self.id)
-        return {"type": "message_creation", "message_creation": {"message_id": message_id}}
+        return message_creation_details(self.thread_id, self.run_id, self.id)
 
 
 @dataclass
 class Run:
-    """A run: for now only the container of its steps (run status arrives with the run endpoints)."""
+    """A run id: its scripted steps, and the agent run if the run endpoints created it."""
 
     id: str
     thread_id: str
     steps: dict[str, ScriptedStep] = field(default_factory=dict)
+    agent: AgentRun | None = None
+
+
+@dataclass(frozen=True)
+class RunScript:
+    """The stages runs of one assistant walk, and how they advance unless their metadata says."""
+
+    stages: tuple[Stage, ...]
+    advance: Advance = "poll"
+    seconds_per_status: float = 1.0
 
 
 @dataclass
@@ -178,7 +195,9 @@ def _as_bytes(body: str | bytes | dict[str, Any] | list[Any] | None) -> bytes | 
 class EmulatorState:
     """Thread-safe state shared by the HTTP handlers and the tests that script them.
 
-    `clock` (monotonic seconds) drives time-advanced steps; replace it in tests instead of sleeping.
+    `clock` (monotonic seconds) drives time-advanced steps and runs; replace it in tests instead of
+    sleeping. `runs_created` counts the runs the run endpoints created since the last reset (so a
+    test can tell whether a retried POST made a duplicate).
     `api_keys`, when set, is the set of Portkey API keys accepted in portkey mode.
     The request record keeps the newest `record_limit` requests so long benchmarks stay bounded;
     `request_count` counts all of them.
@@ -194,17 +213,23 @@ class EmulatorState:
         self._threads: dict[str, Thread] = {}
         self._faults: deque[Fault] = deque()
         self._record: deque[ReceivedRequest] = deque(maxlen=record_limit)
+        self._scripts: dict[str, RunScript] = {}
+        self._agents: list[AgentRun] = []
         self._seq = 0
         self.request_count = 0
+        self.runs_created = 0
         self.reset()
 
     def reset(self) -> None:
-        """Forget steps, faults and the record; re-seed the demo data if this state was seeded."""
+        """Forget steps, runs, run scripts, faults and the record; re-seed if this state was seeded."""
         with self._lock:
             self._threads.clear()
             self._faults.clear()
             self._record.clear()
+            self._scripts = {name: RunScript(stages) for name, stages in BUILTIN_SCRIPTS.items()}
+            self._agents.clear()
             self.request_count = 0
+            self.runs_created = 0
         if self.seed:
             self._add_seed()
 
@@ -251,13 +276,24 @@ class EmulatorState:
             )
 
     def retrieve_step(self, thread_id: str, run_id: str, step_id: str) -> dict[str, Any] | None:
-        """Render a step for GET .../steps/{id}, advancing poll-driven steps; None if unknown."""
+        """Render a step for GET .../steps/{id}, advancing poll-driven steps; None if unknown.
+
+        A step an agent run created shows what the run made of it; looking at it moves only a
+        time-advanced run (a poll-advanced run moves on GETs of the run itself).
+        """
         with self._lock:
             run = self._run(thread_id, run_id)
-            step = run.steps.get(step_id) if run else None
-            if step is None:
+            if run is None:
                 return None
-            return step.render(step.current_index(self.clock(), poll=True))
+            now = self.clock()
+            step = run.steps.get(step_id)
+            if step is not None:
+                return step.render(step.current_index(now, poll=True))
+            if run.agent is None:
+                return None
+            run.agent.advance_to(now, poll=False)
+            created = run.agent.step(step_id)
+            return created.render() if created else None
 
     def list_steps(self, thread_id: str, run_id: str) -> list[dict[str, Any]] | None:
         """All steps of a run, oldest first, without advancing them; None if the run is unknown."""
@@ -267,7 +303,115 @@ class EmulatorState:
                 return None
             now = self.clock()
             ordered = sorted(run.steps.values(), key=lambda s: (s.created_at, s.seq))
-            return [step.render(step.current_index(now, poll=False)) for step in ordered]
+            rendered = [step.render(step.current_index(now, poll=False)) for step in ordered]
+            if run.agent is not None:
+                run.agent.advance_to(now, poll=False)
+                rendered.extend(step.render() for step in run.agent.steps)
+            return sorted(rendered, key=lambda step: int(step["created_at"]))  # stable: ties keep order
+
+    def add_run_script(
+        self,
+        assistant_id: str,
+        stages: Iterable[Stage | dict[str, Any]],
+        *,
+        advance: Advance = "poll",
+        seconds_per_status: float = 1.0,
+    ) -> None:
+        """Make new runs of `assistant_id` walk `stages` (JSON-form stages are accepted too)."""
+        if advance not in ("poll", "time"):
+            raise ValueError(f"advance must be 'poll' or 'time', not {advance!r}")
+        if seconds_per_status <= 0:
+            raise ValueError("seconds_per_status must be positive")
+        if not isinstance(assistant_id, str) or not assistant_id:
+            raise ValueError("assistant_id must be a non-empty string")
+        script = validate_script(s if isinstance(s, Stage) else parse_stage(s) for s in stages)
+        with self._lock:
+            self._scripts[assistant_id] = RunScript(script, advance, seconds_per_status)
+
+    def create_run(self, thread_id: str | None, assistant_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Create a run (on a new thread if `thread_id` is None) and render it, `queued`.
+
+        `request` holds the validated body fields the run echoes (model, metadata, ...). Raises
+        RunError for an unknown thread (404) or a thread whose previous run is still active (400).
+        """
+        with self._lock:
+            now = self.clock()
+            if thread_id is None:
+                thread = Thread("thread_" + secrets.token_hex(12))
+                self._threads[thread.id] = thread
+            else:
+                found = self._threads.get(thread_id)
+                if found is None:
+                    raise RunError(404, f"No thread found with id '{thread_id}'.")
+                thread = found
+                for other in thread.runs.values():
+                    if other.agent is not None:
+                        other.agent.advance_to(now, poll=False)
+                        if other.agent.active:
+                            raise RunError(400, f"Thread {thread.id} already has an active run {other.id}.")
+            script = self._scripts.get(assistant_id) or RunScript(DEFAULT_SCRIPT)
+            settings = run_settings(assistant_id, request)
+            advance, seconds = advance_options(
+                settings["metadata"], script.advance, script.seconds_per_status
+            )
+            run_id = "run_" + secrets.token_hex(12)
+            agent = AgentRun(
+                id=run_id,
+                thread_id=thread.id,
+                assistant_id=assistant_id,
+                stages=list(script.stages),
+                advance=advance,
+                seconds_per_status=seconds,
+                settings=settings,
+                created_at=int(time.time()),
+                started=now,
+            )
+            thread.runs[run_id] = Run(run_id, thread.id, agent=agent)
+            self._agents.append(agent)
+            self.runs_created += 1
+            return agent.render()
+
+    def retrieve_run(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
+        """Render a run for GET .../runs/{id}, moving it along; None if there is no such agent run."""
+        with self._lock:
+            agent = self._agent(thread_id, run_id)
+            if agent is None:
+                return None
+            agent.advance_to(self.clock(), poll=True)
+            return agent.render()
+
+    def cancel_run(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
+        """Start cancelling a run (RunError 400 if it has ended); None if unknown."""
+        with self._lock:
+            agent = self._agent(thread_id, run_id)
+            if agent is None:
+                return None
+            now = self.clock()
+            agent.advance_to(now, poll=False)
+            agent.cancel(now)
+            return agent.render()
+
+    def submit_tool_outputs(
+        self, thread_id: str, run_id: str, outputs: list[tuple[str, str]]
+    ) -> dict[str, Any] | None:
+        """Answer a run's pending tool calls (RunError 400 if it is not waiting for them); None if unknown."""
+        with self._lock:
+            agent = self._agent(thread_id, run_id)
+            if agent is None:
+                return None
+            now = self.clock()
+            agent.advance_to(now, poll=False)
+            agent.submit_tool_outputs(now, outputs)
+            return agent.render()
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """A summary of every run the run endpoints created, oldest first (a look, not a poll)."""
+        with self._lock:
+            now = self.clock()
+            for agent in self._agents:
+                agent.advance_to(now, poll=False)
+            return [agent.summary() for agent in self._agents]
 
     def add_fault(
         self,
@@ -324,6 +468,10 @@ class EmulatorState:
     def _run(self, thread_id: str, run_id: str) -> Run | None:
         thread = self._threads.get(thread_id)
         return thread.runs.get(run_id) if thread else None
+
+    def _agent(self, thread_id: str, run_id: str) -> AgentRun | None:
+        run = self._run(thread_id, run_id)
+        return run.agent if run else None
 
     def _add_seed(self) -> None:
         ip, t, r = "in_progress", SEED_THREAD_ID, SEED_RUN_ID

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 
-from airflow_provider_portkey.emulator import STEP_COMPLETES, STEP_INSTANT, EmulatorServer
+from airflow_provider_portkey.emulator import ASST_TOOLS, STEP_COMPLETES, STEP_INSTANT, EmulatorServer, Stage
+from tests.emulator.conftest import FakeClock, RunApi
 
 
 def test_control_steps_adds_a_scripted_step(
@@ -92,3 +94,84 @@ def test_control_reset_clears_record_faults_and_reseeds(
 
 def test_unknown_control_endpoint_is_404(server: EmulatorServer) -> None:
     assert httpx.get(server.url + "/_emulator/steps").status_code == 404
+
+
+def test_control_runs_scripts_an_assistant(server: EmulatorServer, runs: RunApi) -> None:
+    script = {
+        "assistant_id": "asst_remote",
+        "stages": [
+            {"status": "queued"},
+            {"status": "in_progress", "repeat": 2, "message": True},
+            {"status": "requires_action", "tool_calls": [{"name": "lookup", "arguments": {"q": "x"}}]},
+            {"status": "completed"},
+        ],
+    }
+    assert httpx.post(server.url + "/_emulator/runs", json=script).status_code == 201
+    run = runs.create("asst_remote")
+    waiting = [runs.get(run) for _ in range(3)][-1]
+    assert waiting["status"] == "requires_action"
+    (call,) = waiting["required_action"]["submit_tool_outputs"]["tool_calls"]
+    assert call["function"] == {"name": "lookup", "arguments": '{"q": "x"}'}
+    assert runs.submit(run, [{"tool_call_id": call["id"], "output": "y"}]).json()["status"] == "completed"
+
+
+def test_control_runs_scripts_a_time_advanced_assistant(
+    server: EmulatorServer, clock: FakeClock, runs: RunApi
+) -> None:
+    script = {
+        "assistant_id": "asst_timed",
+        "stages": [{"status": "queued"}, {"status": "completed"}],
+        "advance": "time",
+        "seconds_per_status": 30,
+    }
+    assert httpx.post(server.url + "/_emulator/runs", json=script).status_code == 201
+    run = runs.create("asst_timed")
+    assert runs.get(run)["status"] == "queued"
+    clock.advance(30)
+    assert runs.get(run)["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        {"stages": [{"status": "completed"}]},
+        {"assistant_id": "a", "stages": [{"status": "queued"}]},
+        {"assistant_id": "a", "stages": [{"status": "completed", "colour": "red"}]},
+        {"assistant_id": "a", "stages": [{"status": "requires_action", "tool_calls": [{"name": "f"}]}]},
+        {"assistant_id": "a", "stages": [{"status": "completed"}], "advance": "sometimes"},
+        {"assistant_id": "a", "stages": [{"status": "completed"}], "seconds_per_status": 0},
+        {"assistant_id": "", "stages": [{"status": "completed"}]},
+    ],
+)
+def test_control_runs_rejects_bad_scripts_with_400(server: EmulatorServer, script: dict[str, object]) -> None:
+    response = httpx.post(server.url + "/_emulator/runs", json=script)
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def test_control_runs_lists_created_runs_and_counts_them(server: EmulatorServer, runs: RunApi) -> None:
+    first = runs.create(ASST_TOOLS)
+    runs.get(first)
+    runs.create()
+    listing = httpx.get(server.url + "/_emulator/runs").json()
+    assert listing["runs_created"] == 2
+    assert [(run["id"], run["status"]) for run in listing["runs"]] == [
+        (first["id"], "in_progress"),
+        (listing["runs"][1]["id"], "queued"),
+    ]
+    assert set(listing["runs"][0]) == {"id", "thread_id", "assistant_id", "status", "steps"}
+
+
+def test_control_reset_clears_runs_their_threads_and_custom_scripts(
+    server: EmulatorServer, runs: RunApi, client: httpx.Client
+) -> None:
+    run = runs.create()
+    server.state.add_run_script("asst_custom", [Stage("queued"), Stage("failed")])
+
+    assert httpx.post(server.url + "/_emulator/reset").status_code == 200
+
+    assert server.state.runs_created == 0
+    assert server.state.runs == []
+    assert client.get(runs.path(run)).status_code == 404
+    assert runs.create_on(run["thread_id"]).status_code == 404
+    assert runs.poll(runs.create("asst_custom"), 1) == ["in_progress"]  # back to the demo script

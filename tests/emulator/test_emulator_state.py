@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from airflow_provider_portkey.emulator import (
+    ASST_DEMO,
+    ASST_TOOLS,
     SEED_RUN_ID,
     SEED_STEP_IDS,
     SEED_THREAD_ID,
@@ -13,6 +17,7 @@ from airflow_provider_portkey.emulator import (
     ReceivedRequest,
 )
 from airflow_provider_portkey.emulator.app import handle_api
+from airflow_provider_portkey.emulator.runs import RunError
 from tests.emulator.conftest import PORTKEY_HEADERS
 
 HEADERS = {name.lower(): value for name, value in PORTKEY_HEADERS.items()}
@@ -87,3 +92,63 @@ def test_handle_api_answers_without_a_socket() -> None:
     assert ok.status == 200
     assert ok.headers["content-type"] == "application/json"
     assert denied.status == 401
+
+
+def post(path: str) -> ReceivedRequest:
+    return ReceivedRequest("POST", path, [], HEADERS)
+
+
+def test_handle_api_creates_and_advances_a_run_without_a_socket() -> None:
+    state = EmulatorState(seed=False)
+    body = json.dumps({"assistant_id": ASST_DEMO}).encode()
+    created = handle_api(state, "portkey", post("/v1/threads/runs"), body)
+    assert created.status == 200
+    run = json.loads(created.body)
+    fetched = handle_api(state, "portkey", get(f"/v1/threads/{run['thread_id']}/runs/{run['id']}"))
+    assert json.loads(fetched.body)["status"] == "in_progress"
+    assert state.runs_created == 1
+
+
+def test_handle_api_without_a_body_is_a_json_error_for_a_post() -> None:
+    response = handle_api(EmulatorState(seed=False), "portkey", post("/v1/threads/runs"))
+    assert response.status == 400
+    assert json.loads(response.body)["error"]["message"].startswith("We could not parse the JSON body")
+
+
+def test_rendered_runs_and_their_steps_are_copies() -> None:
+    state = EmulatorState(seed=False)
+    run = state.create_run(None, ASST_TOOLS, {"metadata": {"a": "1"}})
+    run["metadata"]["a"] = "changed"
+    for _ in range(2):
+        waiting = state.retrieve_run(run["thread_id"], run["id"])
+    assert waiting is not None
+    assert waiting["metadata"] == {"a": "1"}
+    waiting["required_action"]["submit_tool_outputs"]["tool_calls"][0]["function"]["name"] = "changed"
+    steps = state.list_steps(run["thread_id"], run["id"])
+    assert steps is not None
+    steps[0]["step_details"]["tool_calls"][0]["function"]["output"] = "changed"
+    again = state.retrieve_run(run["thread_id"], run["id"])
+    assert again is not None
+    assert (
+        again["required_action"]["submit_tool_outputs"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    )
+    listed = state.list_steps(run["thread_id"], run["id"])
+    assert listed is not None
+    assert listed[0]["step_details"]["tool_calls"][0]["function"]["output"] is None
+
+
+def test_scripted_steps_added_to_an_agent_run_list_with_its_steps() -> None:
+    state = EmulatorState(seed=False)
+    run = state.create_run(None, ASST_DEMO, {})
+    state.retrieve_run(run["thread_id"], run["id"])
+    state.add_step(run["thread_id"], run["id"], "step_extra", statuses=("completed",))
+    steps = state.list_steps(run["thread_id"], run["id"])
+    assert steps is not None
+    assert len(steps) == 2
+    assert "step_extra" in {step["id"] for step in steps}
+
+
+def test_unknown_thread_raises_a_404_run_error() -> None:
+    with pytest.raises(RunError) as raised:
+        EmulatorState(seed=False).create_run("thread_nope", ASST_DEMO, {})
+    assert raised.value.status == 404
