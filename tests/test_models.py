@@ -107,8 +107,8 @@ def test_typed_details_code_interpreter_logs_and_image() -> None:
     assert isinstance(step.step_details, ToolCallsDetails)
     (call,) = step.step_details.tool_calls
     assert isinstance(call, CodeInterpreterToolCall)
-    kinds = [type(output) for output in call.code_interpreter.outputs]
-    assert kinds == [CodeInterpreterLogsOutput, CodeInterpreterImageOutput]
+    kinds = tuple(type(output) for output in call.code_interpreter.outputs)
+    assert kinds == (CodeInterpreterLogsOutput, CodeInterpreterImageOutput)
 
 
 def test_typed_details_function_output_filled_after_submit() -> None:

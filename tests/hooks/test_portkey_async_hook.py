@@ -340,8 +340,8 @@ async def test_no_key_in_logs_errors_or_reprs_on_the_async_path(
     messages = [record.getMessage() for record in all_logs.records]
     assert any(message.startswith("HTTP Request: GET") for message in messages)  # httpx's own lines
     assert any(message.startswith("send_request_headers") for message in messages)  # httpcore's
-    for error in errors:
-        assert_no_secret(str(error), repr(error))
+    for raised in errors:
+        assert_no_secret(str(raised), repr(raised))
     assert_no_secret(repr(hook), repr(settings), all_logs.text, logged.out, logged.err)
 
 

@@ -252,7 +252,9 @@ def test_one_session_keeps_one_connection_alive_across_requests(
     hook.list_run_steps(T, R)
     hook.get_run_step(T, R, STEP_COMPLETES)
     assert hook.session is session
-    pools = session.get_adapter(hook.settings.base_url).poolmanager.pools
+    adapter = session.get_adapter(hook.settings.base_url)
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
+    pools = adapter.poolmanager.pools
     (pool,) = [pools[key] for key in pools.keys()]  # noqa: SIM118 - a RecentlyUsedContainer
     assert pool.num_connections == 1  # one TCP connection ...
     assert pool.num_requests == 3  # ... for all three requests
@@ -817,7 +819,7 @@ def test_no_key_in_logs_errors_or_reprs_on_any_path(
             emulator.state.add_fault("status", status=status, times=2)
             attempt(hook, T, R, STEP_INSTANT)
         for kind in ("reset", "truncated"):
-            emulator.state.add_fault(kind, times=2)  # type: ignore[arg-type]
+            emulator.state.add_fault(kind, times=2)
             attempt(hook, T, R, STEP_INSTANT)
         emulator.state.add_fault("redirect", location=f"{redirect_target.base_url}/x?key={API_KEY}")
         attempt(hook, T, R, STEP_INSTANT)

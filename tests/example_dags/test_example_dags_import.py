@@ -1,0 +1,101 @@
+"""The example DAGs parse cleanly in a DagBag and keep the promises issue 4 makes about them."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+from airflow_provider_portkey.emulator import SEED_RUN_ID, SEED_STEP_IDS, SEED_THREAD_ID
+from airflow_provider_portkey.operators.run_step import GetRunStepOperator
+from airflow_provider_portkey.sensors.run_step import RunStepSensor
+from tests.example_dags.airflow_cli import DAGS_FOLDER
+
+EXAMPLE_DAG_IDS = {"portkey_wait_and_branch", "portkey_inspect_step", "portkey_mapped_steps"}
+
+
+def _dagbag() -> DagBag:
+    return DagBag(dag_folder=DAGS_FOLDER, safe_mode=False)
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return _dagbag()
+
+
+def _portkey_tasks(dagbag: DagBag) -> list[Any]:
+    return [
+        task
+        for dag in dagbag.dags.values()
+        for task in dag.tasks
+        if isinstance(task, RunStepSensor | GetRunStepOperator)
+        or getattr(task, "operator_class", None) in (RunStepSensor, GetRunStepOperator)
+    ]
+
+
+def test_example_dags_import_without_errors_or_warnings() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dagbag = _dagbag()
+    assert dagbag.import_errors == {}
+    assert dagbag.captured_warnings == {}
+    ours = [w for w in caught if str(DAGS_FOLDER.parent) in w.filename and "/.venv/" not in w.filename]
+    assert ours == [], [f"{w.filename}:{w.lineno}: {w.message}" for w in ours]
+    assert set(dagbag.dag_ids) == EXAMPLE_DAG_IDS
+
+
+def test_every_example_dag_says_what_it_shows(dagbag: DagBag) -> None:
+    for dag in dagbag.dags.values():
+        assert dag.doc_md, dag.dag_id
+        assert dag.description, dag.dag_id
+        assert "portkey_default" in dag.doc_md, dag.dag_id
+
+
+def test_every_portkey_task_uses_the_default_connection(dagbag: DagBag) -> None:
+    tasks = _portkey_tasks(dagbag)
+    assert len(tasks) == 3  # one per DAG (the mapped sensor counts once)
+    for task in tasks:
+        # A mapped operator keeps its constructor arguments in partial_kwargs until it expands.
+        kwargs = getattr(task, "partial_kwargs", None) or vars(task)
+        assert kwargs["portkey_conn_id"] == "portkey_default", task.task_id
+
+
+def test_param_defaults_are_ids_the_emulator_knows(dagbag: DagBag) -> None:
+    for dag in dagbag.dags.values():
+        params = dag.params.dump()
+        assert params["thread_id"] == SEED_THREAD_ID
+        assert params["run_id"] == SEED_RUN_ID
+        step_ids = params.get("step_ids") or [params["step_id"]]
+        assert set(step_ids) <= set(SEED_STEP_IDS), dag.dag_id
+
+
+def _branch_sensor(dagbag: DagBag) -> RunStepSensor:
+    sensor = dagbag.dags["portkey_wait_and_branch"].get_task("wait_for_step")
+    assert isinstance(sensor, RunStepSensor)
+    return sensor
+
+
+def test_wait_and_branch_polls_by_default(dagbag: DagBag) -> None:
+    sensor = _branch_sensor(dagbag)
+    assert sensor.deferrable is False
+    assert sensor.fail_on_statuses == ()
+
+
+def test_wait_and_branch_defers_when_airflow_defaults_to_deferrable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    assert _branch_sensor(_dagbag()).deferrable is True
+
+
+def test_mapped_steps_maps_deferrable_sensors_over_the_upstream_ids(dagbag: DagBag) -> None:
+    dag = dagbag.dags["portkey_mapped_steps"]
+    mapped = dag.get_task("wait_for_step")
+    assert isinstance(mapped, MappedOperator)
+    assert mapped.operator_class is RunStepSensor
+    assert mapped.partial_kwargs["deferrable"] is True
+    expanded = getattr(mapped.expand_input, "value", None)  # .expand(name=...) keeps a dict
+    assert isinstance(expanded, dict)
+    assert set(expanded) == {"step_id"}
+    assert dag.get_task("choose_steps") in mapped.upstream_list
