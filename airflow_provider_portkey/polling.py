@@ -18,11 +18,13 @@ def poll_interval(
 
     With ``exponential_backoff`` this is Airflow's own sensor backoff (doubling from
     ``poke_interval`` with a deterministic jitter from ``jitter_key``), so a deferred sensor
-    polls on the same schedule as it would in poke mode.
+    polls on the same schedule as it would in poke mode: with ``jitter_key`` set to
+    ``f"{dag_id}#{task_id}#{started_at}"`` it equals ``BaseSensorOperator._get_next_poke_interval``.
+    Like Airflow, a ``max_wait`` of ``None`` or ``0`` sets no cap.
     """
     if not exponential_backoff:
         return poke_interval
     min_backoff = max(int(poke_interval * (2 ** (poke_count - 2))), 1)
     digest = hashlib.sha1(f"{jitter_key}#{poke_count}".encode(), usedforsecurity=False).hexdigest()
     interval = float(min_backoff + int(digest, 16) % min_backoff)
-    return min(interval, max_wait) if max_wait is not None else interval
+    return min(interval, max_wait) if max_wait else interval

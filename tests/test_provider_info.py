@@ -137,7 +137,7 @@ def test_ui_field_behaviour_in_provider_info_matches_the_hook() -> None:
 def test_airflow_reads_the_same_field_behaviour_and_extra_fields() -> None:
     from airflow.providers_manager import ProvidersManager
 
-    manager = ProvidersManager()  # type: ignore[no-untyped-call]
+    manager = ProvidersManager()
     assert manager.field_behaviours[CONN_TYPE] == PortkeyHook.get_ui_field_behaviour()
     widgets = {key for key in manager.connection_form_widgets if key.startswith(f"extra__{CONN_TYPE}__")}
     assert widgets == {f"extra__{CONN_TYPE}__{name}" for name in EXTRA_FIELDS}

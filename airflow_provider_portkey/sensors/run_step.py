@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_portkey._compat import (
+    AirflowException,
     AirflowSensorTimeout,
+    AirflowSkipException,
     BaseSensorOperator,
     Context,
     PokeReturnValue,
     conf,
 )
+from airflow_provider_portkey.core import validate_include
 from airflow_provider_portkey.errors import (
     PortkeyConfigurationError,
     PortkeyError,
@@ -56,6 +59,11 @@ class RunStepSensor(BaseSensorOperator):
     Transient errors (connection errors, 408, 429, 5xx, after the hook's own retries) are logged
     and the sensor keeps waiting; permanent ones (auth, not found, bad input or configuration)
     fail at once. ``timeout`` means the same in every mode, and its message names the last status.
+    The next poke never comes sooner than a ``Retry-After`` the server sent.
+
+    ``soft_fail`` skips the task instead of failing it on a timeout or an unsuccessful step (as
+    Airflow does in poke mode), in every mode, and the skip reason keeps the message; a permanent
+    error still fails the task.
 
     :param thread_id: Thread id (templated).
     :param run_id: Run id (templated).
@@ -91,6 +99,10 @@ class RunStepSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._last_status: str | None = None
         self._started_at = 0.0
+        #: A ``Retry-After`` from the last poke's transient error: the floor of the next interval.
+        self._retry_after = 0.0
+        #: How many times this sensor asked for the step in this process (the backoff's poke count).
+        self._poke_count = 0
 
     def _hook(self) -> PortkeyHook:
         from airflow_provider_portkey.hooks.portkey import PortkeyHook
@@ -101,8 +113,17 @@ class RunStepSensor(BaseSensorOperator):
         self._started_at = self._start_time(context)
         if not self.deferrable:
             return super().execute(context)
-        done = self.poke(context)
-        if isinstance(done, PokeReturnValue) and done.is_done:
+        try:
+            done = self.poke(context)
+        except AirflowSkipException:
+            raise
+        except Exception as error:
+            # BaseSensorOperator.execute does this for every poke in poke mode; only never_fail
+            # turns an error into a skip (soft_fail and timeouts are already handled in poke).
+            if self.never_fail:
+                raise AirflowSkipException(f"Skipping due to never_fail: {error}") from error
+            raise
+        if done.is_done:
             return done.xcom_value
         self._defer()
 
@@ -115,19 +136,29 @@ class RunStepSensor(BaseSensorOperator):
         return time.time()
 
     def poke(self, context: Context) -> PokeReturnValue:
+        self._poke_count += 1
+        self._retry_after = 0.0
         try:
             with self._hook() as hook:
                 step = hook.get_run_step(self.thread_id, self.run_id, self.step_id, self.include)
         except PortkeyTransientError as error:
             self.log.warning("Still waiting on step %s after a transient error: %s", self.step_id, error)
+            self._retry_after = error.retry_after or 0.0
         else:
             self._last_status = step.status.value
             if step.is_terminal:
                 return PokeReturnValue(is_done=True, xcom_value=self._finish(step))
             self.log.info("Run step %s is %s", self.step_id, step.status.value)
         if time.time() - self._started_at > self.timeout:
-            raise AirflowSensorTimeout(self._timeout_message())
+            raise self._final(AirflowSensorTimeout(self._timeout_message()))
         return PokeReturnValue(is_done=False)
+
+    def _get_next_poke_interval(
+        self, started_at: Any, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        """Airflow's interval (with its backoff), but never sooner than a ``Retry-After`` the server sent."""
+        interval: float = super()._get_next_poke_interval(started_at, run_duration, poke_count)
+        return max(interval, self._retry_after)
 
     def _timeout_message(self) -> str:
         return (
@@ -135,14 +166,29 @@ class RunStepSensor(BaseSensorOperator):
             f"of run {self.run_id} (thread {self.thread_id}); last status seen: {self._last_status}"
         )
 
+    def _final(self, error: AirflowException, *, soft_fail_applies: bool = True) -> AirflowException:
+        """
+        The exception that ends the task: ``error``, or a skip under ``soft_fail``/``never_fail``.
+
+        Airflow would skip too, but with a generic reason ("Skipping due to soft_fail is set to
+        True.") that loses the last status or the step's error; this keeps the message, and makes
+        the first check and the resumed deferral follow poke mode's rules (``soft_fail`` skips only
+        timeouts and unsuccessful steps, never a permanent error).
+        """
+        if self.soft_fail and soft_fail_applies:
+            return AirflowSkipException(f"Skipping due to soft_fail: {error}")
+        if self.never_fail:
+            return AirflowSkipException(f"Skipping due to never_fail: {error}")
+        return error
+
     def _finish(self, step: RunStep) -> dict[str, Any]:
         """The XCom value of a terminal step, or a no-retry failure for a status the user fails on."""
         if step.status.value in self.fail_on_statuses:
-            raise RunStepUnsuccessfulError(step.describe())
+            raise self._final(RunStepUnsuccessfulError(step.describe()))
         self.log.info("Done: %s", step.describe())
         return step.to_json()
 
-    def _defer(self) -> None:
+    def _defer(self) -> NoReturn:
         from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
         deadline = self._started_at + self.timeout
@@ -156,13 +202,29 @@ class RunStepSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 exponential_backoff=self.exponential_backoff,
                 max_wait=self.max_wait.total_seconds() if self.max_wait else None,
-                include=list(self.include or ()),
+                # A templated include can render to one string: never hand its characters on.
+                include=list(validate_include(self.include)),
                 fail_on_statuses=list(self.fail_on_statuses),
                 last_status=self._last_status,
+                polls_done=self._poke_count,
+                min_first_wait=self._retry_after,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
         )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """
+        Resume after the trigger's event with poke mode's rules.
+
+        ``BaseSensorOperator.resume_execution`` would skip on *any* error under ``soft_fail`` (poke
+        mode fails on a permanent error such as a 404) and replace the reason with a generic one;
+        :meth:`execute_complete` applies the same rules as :meth:`poke` itself. Anything else
+        (``__fail__`` after a trigger crash or Airflow's deferral timeout) keeps Airflow's handling.
+        """
+        if next_method == "execute_complete":
+            return self.execute_complete(context, **(next_kwargs or {}))
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Turn the trigger's one event into the same result or error as poke mode."""
@@ -172,11 +234,16 @@ class RunStepSensor(BaseSensorOperator):
             raise PortkeyError(f"RunStepSensor got an unexpected trigger event: {event!r}")
         if event["status"] == EVENT_TIMEOUT:
             self._last_status = event.get("last_status")
-            raise AirflowSensorTimeout(self._timeout_message())
+            raise self._final(AirflowSensorTimeout(self._timeout_message()))
         if event["status"] == EVENT_ERROR:
-            raise PortkeyError(f"Waiting on run step {self.step_id} failed: {event.get('message')}")
+            error = PortkeyError(f"Waiting on run step {self.step_id} failed: {event.get('message')}")
+            raise self._final(error, soft_fail_applies=False)
         try:
             step = RunStep.from_api(event["step"])
         except (KeyError, TypeError, ValueError) as error:
             raise PortkeyError(f"RunStepSensor got a trigger event without a valid step: {error}") from None
+        if not step.is_terminal:
+            raise PortkeyError(
+                f"RunStepSensor got a {event['status']!r} event for a step that is still {step.status.value}"
+            )
         return self._finish(step)

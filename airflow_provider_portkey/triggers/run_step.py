@@ -29,8 +29,18 @@ class RunStepTrigger(BaseTrigger):
     event: ``success`` or ``failure`` (with the step JSON), ``timeout`` (with the last status seen)
     or ``error`` (with the message).
 
+    It polls on poke mode's schedule (:func:`~airflow_provider_portkey.polling.poll_interval`,
+    with the same exponential backoff), never sooner than a ``Retry-After`` the server sent. It
+    owns no connection: requests go through the event loop's shared client, so a cancelled
+    trigger leaves nothing open.
+
+    :param deadline: Epoch seconds after which the wait ends with a ``timeout`` event.
     :param fail_on_statuses: Terminal statuses reported as ``failure`` rather than ``success``.
     :param last_status: The status the sensor saw before deferring, for the timeout message.
+    :param polls_done: Checks the sensor already made before deferring. The trigger then waits
+        the interval poke mode would wait before its own first poll (instead of asking again at
+        once) and continues the backoff from there.
+    :param min_first_wait: A ``Retry-After`` the sensor's last check got: the floor of that wait.
     """
 
     def __init__(
@@ -48,6 +58,8 @@ class RunStepTrigger(BaseTrigger):
         fail_on_statuses: Sequence[str] = (),
         last_status: str | None = None,
         trace_id: str | None = None,
+        polls_done: int = 0,
+        min_first_wait: float = 0.0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
         self.portkey_conn_id = portkey_conn_id
@@ -62,6 +74,8 @@ class RunStepTrigger(BaseTrigger):
         self.fail_on_statuses = list(fail_on_statuses)
         self.last_status = last_status
         self.trace_id = trace_id
+        self.polls_done = int(polls_done)
+        self.min_first_wait = float(min_first_wait)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -79,6 +93,8 @@ class RunStepTrigger(BaseTrigger):
                 "fail_on_statuses": list(self.fail_on_statuses),
                 "last_status": self.last_status,
                 "trace_id": self.trace_id,
+                "polls_done": self.polls_done,
+                "min_first_wait": self.min_first_wait,
             },
         )
 
@@ -90,8 +106,13 @@ class RunStepTrigger(BaseTrigger):
         """Poll until there is an outcome; return the one event payload."""
         hook = PortkeyAsyncHook(self.portkey_conn_id, trace_id=self.trace_id)
         last_status = self.last_status
-        jitter_key = f"{self.thread_id}#{self.run_id}#{self.step_id}"
-        for poll in range(1, 1_000_000_000):
+        poll = self.polls_done
+        if poll:
+            # Past the deadline (a triggerer that was down) this does not wait: one last poll
+            # still lets a step that finished meanwhile win over the timeout.
+            await self._sleep(poll, self.min_first_wait)
+        while True:
+            poll += 1
             retry_after = 0.0
             try:
                 step = await hook.get_run_step(self.thread_id, self.run_id, self.step_id, self.include)
@@ -110,20 +131,29 @@ class RunStepTrigger(BaseTrigger):
                         "step": step.to_json(),
                     }
                 self.log.info("Run step %s is %s", self.step_id, last_status)
-            remaining = self.deadline - time.time()
-            if remaining <= 0:
-                return {
-                    "status": EVENT_TIMEOUT,
-                    "message": f"run step {self.step_id} of run {self.run_id} (thread {self.thread_id}) "
-                    f"reached no terminal status before the deadline; last status seen: {last_status}",
-                    "last_status": last_status,
-                }
-            interval = poll_interval(
-                self.poll_interval,
-                poll,
-                exponential_backoff=self.exponential_backoff,
-                jitter_key=jitter_key,
-                max_wait=self.max_wait,
-            )
-            await asyncio.sleep(min(max(interval, retry_after), remaining))
-        raise AssertionError("unreachable")  # pragma: no cover
+            if not await self._sleep(poll, retry_after):
+                return self._timeout_event(last_status)
+
+    async def _sleep(self, poll: int, retry_after: float) -> bool:
+        """Wait before poll number ``poll + 1``; ``False`` (without waiting) once the deadline has passed."""
+        remaining = self.deadline - time.time()
+        if remaining <= 0:
+            return False
+        interval = poll_interval(
+            self.poll_interval,
+            poll,
+            exponential_backoff=self.exponential_backoff,
+            jitter_key=f"{self.thread_id}#{self.run_id}#{self.step_id}",
+            max_wait=self.max_wait,
+        )
+        # Sleep at most until the deadline, then poll once more: a step that finished meanwhile wins.
+        await asyncio.sleep(min(max(interval, retry_after), remaining))
+        return True
+
+    def _timeout_event(self, last_status: str | None) -> dict[str, Any]:
+        return {
+            "status": EVENT_TIMEOUT,
+            "message": f"run step {self.step_id} of run {self.run_id} (thread {self.thread_id}) "
+            f"reached no terminal status before the deadline; last status seen: {last_status}",
+            "last_status": last_status,
+        }

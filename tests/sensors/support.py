@@ -1,0 +1,215 @@
+"""Helpers shared by the sensor, trigger, operator and branching tests.
+
+Fixtures defined here are imported into each folder's ``conftest.py`` (and ``tests/test_branching``):
+
+- ``clock``: a fake clock patched into the sensor and trigger modules (and into Airflow's
+  ``BaseSensorOperator``), so poke intervals, timeouts and deadlines pass without waiting. Poke-mode
+  sleeps and the trigger's ``asyncio.sleep`` both advance it and are recorded.
+- ``debug_logs``: every structlog event at DEBUG and above, raw (before Airflow's masking), for
+  secret-leak checks.
+
+``run_deferred`` drives a deferrable sensor the way Airflow does: ``execute`` until ``TaskDeferred``,
+the trigger's kwargs through ``airflow.sdk.serde``, the trigger re-created from its classpath and
+run to its first event on a fresh event loop, the event through serde, then ``resume_execution``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pytest
+import structlog
+import structlog.testing
+
+from airflow_provider_portkey._compat import TaskDeferred
+from airflow_provider_portkey.hooks.portkey_async import close_shared_client
+from airflow_provider_portkey.triggers.run_step import RunStepTrigger
+from tests.support.secrets import assert_no_secret
+
+_real_async_sleep = asyncio.sleep
+
+
+class FakeClock:
+    """Wall and monotonic time that only move when something sleeps (starting at the real now)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        #: Every poke-mode sleep and every ``asyncio.sleep`` (trigger waits and async hook retries).
+        self.sleeps: list[float] = []
+        self._on_sleep: list[Callable[[int], None]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now - 1_000_000.0
+
+    def on_sleep(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(number_of_sleeps_so_far)`` after each sleep: to change the world mid-wait."""
+        self._on_sleep.append(callback)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        for callback in self._on_sleep:
+            callback(len(self.sleeps))
+
+    async def async_sleep(self, seconds: float, result: Any = None) -> Any:
+        self.sleep(seconds)
+        await _real_async_sleep(0)  # still yield to the loop, as a real sleep would
+        return result
+
+
+@pytest.fixture
+def clock(mocker: Any) -> FakeClock:
+    """Fake time for RunStepSensor, BaseSensorOperator and RunStepTrigger (``asyncio.sleep`` too)."""
+    import time
+
+    fake = FakeClock(time.time())
+    for module in (
+        "airflow_provider_portkey.sensors.run_step",
+        "airflow_provider_portkey.triggers.run_step",
+        "airflow.sdk.bases.sensor",
+    ):
+        mocker.patch(f"{module}.time", fake)
+    # The hooks keep the real ``time`` module: patch their retry sleeps with the ``sleeps`` fixture.
+    mocker.patch("asyncio.sleep", fake.async_sleep)
+    return fake
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """All structlog events at DEBUG and above while the test runs, unmasked (task runs included)."""
+    saved = structlog.get_config()["wrapper_class"]
+    # format_exc_info turns ``log.exception(...)`` into the traceback text, so tests can read it.
+    with structlog.testing.capture_logs(processors=[structlog.processors.format_exc_info]) as events:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+        try:
+            yield events
+        finally:
+            structlog.configure(wrapper_class=saved)
+
+
+def log_text(events: Sequence[Mapping[str, Any]], level: str | None = None) -> str:
+    """The captured events as one searchable text (optionally only one level)."""
+    return "\n".join(
+        f"{event.get('log_level')} {event.get('event')} {event.get('exception', '')} {event}"
+        for event in events
+        if level is None or event.get("log_level") == level
+    )
+
+
+@dataclass
+class FakeTaskInstance:
+    """The little of a task instance our operators touch: XCom pushes and the reschedule record."""
+
+    first_reschedule_date: datetime | None = None
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+    def get_first_reschedule_date(self, context: Any) -> datetime | None:
+        return self.first_reschedule_date
+
+
+def make_context(ti: FakeTaskInstance | None = None) -> Any:
+    """A minimal task context: just a task instance."""
+    return {"ti": ti or FakeTaskInstance()}
+
+
+def plain(value: Any) -> bool:
+    """Whether ``value`` is built from JSON-like plain values only (no objects, no callables)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list | tuple):
+        return all(plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and plain(item) for key, item in value.items())
+    return False
+
+
+def recreate_trigger(trigger: RunStepTrigger) -> RunStepTrigger:
+    """What the triggerer does: serialize, store via serde, import the classpath, re-create."""
+    from airflow.sdk._shared.module_loading import import_string
+    from airflow.sdk.serde import deserialize, serialize
+
+    classpath, kwargs = trigger.serialize()
+    assert plain(kwargs), kwargs
+    stored = serialize(kwargs)
+    assert_no_secret(classpath, kwargs, stored, repr(trigger))
+    restored = deserialize(stored)
+    assert restored == kwargs
+    recreated = import_string(classpath)(**restored)
+    assert isinstance(recreated, RunStepTrigger)
+    assert recreated.serialize() == (classpath, kwargs)
+    return recreated
+
+
+async def first_event_payload(trigger: RunStepTrigger) -> Any:
+    """Run the trigger to its first event on the running loop, and check it yields no second one."""
+    events = [event async for event in trigger.run()]
+    assert len(events) == 1, events
+    return events[0].payload
+
+
+def run_trigger(trigger: RunStepTrigger) -> Any:
+    """The trigger's one event payload, on a fresh event loop (closing the loop's shared client)."""
+
+    async def main() -> Any:
+        try:
+            return await first_event_payload(trigger)
+        finally:
+            await close_shared_client()
+
+    return asyncio.run(main())
+
+
+@dataclass
+class Deferral:
+    """What a deferrable sensor did: the trigger it deferred to, its event, and the outcome."""
+
+    deferred: TaskDeferred
+    trigger: RunStepTrigger
+    event: Any
+
+
+def defer(sensor: Any, context: Any) -> TaskDeferred:
+    """``execute`` a deferrable sensor and return the ``TaskDeferred`` it must raise."""
+    with pytest.raises(TaskDeferred) as raised:
+        sensor.execute(context)
+    return raised.value
+
+
+def run_deferred(sensor: Any, context: Any) -> tuple[Any, Deferral]:
+    """
+    Defer, run the re-created trigger to its event, resume: the result and what happened on the way.
+
+    Raises whatever ``resume_execution`` raises, with the ``Deferral`` attached to the exception as
+    its ``deferral`` attribute for the test to inspect.
+    """
+    from airflow.sdk.serde import deserialize, serialize
+
+    resumed = copy.deepcopy(sensor)  # Airflow resumes on a new instance: no state survives in memory
+    deferred = defer(sensor, context)
+    assert deferred.method_name == "execute_complete"
+    trigger = recreate_trigger(deferred.trigger)
+    payload = run_trigger(trigger)
+    assert plain(payload), payload
+    event = deserialize(serialize(payload))
+    deferral = Deferral(deferred, trigger, event)
+    try:
+        result = resumed.resume_execution(deferred.method_name, {"event": event}, context)
+    except Exception as error:
+        error.deferral = deferral  # type: ignore[attr-defined]
+        raise
+    return result, deferral
