@@ -25,7 +25,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, conf, dag, task
+from airflow.sdk import Param, dag, task
 
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 
@@ -78,7 +78,7 @@ def portkey_wait_and_branch() -> None:
         fail_on_statuses=(),  # succeed on any terminal status: the branch below decides
         poke_interval=1,  # short for the demo; minutes suit real agents
         timeout=timedelta(minutes=10),
-        deferrable=conf.getboolean("operators", "default_deferrable", fallback=False),
+        # deferrable: not set, so Airflow's [operators] default_deferrable decides (see above).
     )
 
     @task.branch
