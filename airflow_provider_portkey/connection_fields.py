@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 DEFAULT_BASE_URL = "https://api.portkey.ai/v1"
+#: Portkey's web app, where the "Portkey logs" extra link points unless ``ui_url`` says otherwise.
+DEFAULT_UI_URL = "https://app.portkey.ai"
 CONN_TYPE = "portkey"
 
 #: The connection's extra options: name -> (label, help text, JSON-schema of the form field).
@@ -66,13 +68,20 @@ EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     ),
     "trace_id": (
         "Trace id",
-        "Fixed x-portkey-trace-id for every request of this connection.",
+        "Fixed x-portkey-trace-id for every request of this connection "
+        "(default: one per task try, derived from the task instance).",
         {"type": ["string", "null"]},
     ),
     "metadata": (
         "Metadata",
-        "JSON object of string values sent as x-portkey-metadata.",
+        "JSON object of string values (at most 128 characters each) sent as x-portkey-metadata, "
+        "merged over the task's dag_id, task_id and run_id.",
         {"type": ["object", "null"]},
+    ),
+    "ui_url": (
+        "Portkey app URL",
+        "Base URL of the Portkey web app for the 'Portkey logs' link. Default https://app.portkey.ai.",
+        {"type": ["string", "null"], "format": "url"},
     ),
     "headers": (
         "Extra headers",

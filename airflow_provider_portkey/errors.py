@@ -27,6 +27,10 @@ class PortkeyRequestError(PortkeyError):
 
     #: Whether sending the same request again may succeed.
     transient: bool = False
+    #: Whether the failure proves the server did nothing with the request (it never got it, or
+    #: refused it before processing): only then may a request that creates or changes something
+    #: be sent again. ``False`` unless the core knows better.
+    nothing_done: bool = False
 
     def __init__(
         self,
@@ -38,6 +42,7 @@ class PortkeyRequestError(PortkeyError):
         request_id: str | None = None,
         trace_id: str | None = None,
         retry_after: float | None = None,
+        nothing_done: bool | None = None,
     ) -> None:
         self.description = description
         self.what = what
@@ -47,6 +52,8 @@ class PortkeyRequestError(PortkeyError):
         self.trace_id = trace_id
         #: Seconds the server asked us to wait (``Retry-After``), if it said.
         self.retry_after = retry_after
+        if nothing_done is not None:
+            self.nothing_done = nothing_done
         parts = [f"{description}: {what}"]
         if status is not None:
             parts.append(f"HTTP {status}")
@@ -86,7 +93,9 @@ class PortkeyTransientError(PortkeyRequestError):
 
 
 class PortkeyRateLimitError(PortkeyTransientError):
-    """429: Portkey or the upstream provider rate limited us."""
+    """429: Portkey or the upstream provider rate limited us, before doing anything."""
+
+    nothing_done = True
 
 
 class PortkeyServerError(PortkeyTransientError):
@@ -94,8 +103,17 @@ class PortkeyServerError(PortkeyTransientError):
 
 
 class PortkeyConnectionError(PortkeyTransientError):
-    """No HTTP answer at all: refused, reset, timed out or cut short."""
+    """
+    No HTTP answer at all: refused, reset, timed out or cut short.
+
+    ``nothing_done`` is true only when the connection was never established (refused, connect
+    timeout, name resolution): a reset or a read timeout may come after the server acted.
+    """
 
 
 class RunStepUnsuccessfulError(PortkeyError, AirflowFailException):
     """The step ended ``failed``, ``cancelled`` or ``expired``; retrying the task cannot change that."""
+
+
+class RunUnsuccessfulError(PortkeyError, AirflowFailException):
+    """The run ended ``failed``, ``cancelled``, ``expired`` or ``incomplete``; a retry cannot change that."""

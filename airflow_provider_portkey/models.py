@@ -1,15 +1,15 @@
-"""Pydantic models of the run-step API, lenient where the real API is.
+"""Pydantic models of the run and run-step API, lenient where the real API is.
 
 Real responses differ from the published spec (``expires_at`` instead of ``expired_at``, no
-``metadata``, tool types the spec does not know), so every model keeps unknown fields and the
-run step keeps the exact JSON it was parsed from: what goes to XCom is what the API sent.
+``metadata``, tool types the spec does not know), so every model keeps unknown fields, and runs
+and run steps keep the exact JSON they were parsed from: what goes to XCom is what the API sent.
 """
 
 from __future__ import annotations
 
 import copy
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag
 
@@ -18,6 +18,28 @@ class _ApiModel(BaseModel):
     """Keeps fields the schema does not (yet) know instead of failing or dropping them."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class _ApiObject(_ApiModel):
+    """
+    A top-level API object that remembers the JSON it was parsed from.
+
+    Validation may coerce or default values (``null`` lists, numbers as floats); XCom must get
+    what the API sent, so :meth:`to_json` returns that, not a re-serialisation of the model.
+    """
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, payload: dict[str, Any]) -> Self:
+        """Parse an API object and remember it verbatim for :meth:`to_json`."""
+        parsed = cls.model_validate(payload)
+        parsed._raw = copy.deepcopy(payload)
+        return parsed
+
+    def to_json(self) -> dict[str, Any]:
+        """The object exactly as the API sent it (a copy), ready for XCom."""
+        return copy.deepcopy(self._raw) if self._raw else self.model_dump(mode="json", exclude_unset=True)
 
 
 class RunStepStatus(StrEnum):
@@ -174,7 +196,7 @@ StepDetails = Annotated[
 ]
 
 
-class RunStep(_ApiModel):
+class RunStep(_ApiObject):
     """A step in the execution of a run (``object: thread.run.step``)."""
 
     id: str
@@ -195,19 +217,6 @@ class RunStep(_ApiModel):
     completed_at: int | None = None
     metadata: dict[str, Any] | None = None
     usage: Usage | None = None
-
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @classmethod
-    def from_api(cls, payload: dict[str, Any]) -> RunStep:
-        """Parse an API object and remember it verbatim for :meth:`to_json`."""
-        step = cls.model_validate(payload)
-        step._raw = copy.deepcopy(payload)
-        return step
-
-    def to_json(self) -> dict[str, Any]:
-        """The step exactly as the API sent it (a copy), ready for XCom."""
-        return copy.deepcopy(self._raw) if self._raw else self.model_dump(mode="json", exclude_unset=True)
 
     @property
     def is_terminal(self) -> bool:
@@ -233,3 +242,114 @@ class RunStepList(_ApiModel):
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    REQUIRES_ACTION = "requires_action"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the run can no longer change (``requires_action`` still can: it waits on us)."""
+        return self in TERMINAL_RUN_STATUSES
+
+    @property
+    def succeeded(self) -> bool:
+        return self is RunStatus.COMPLETED
+
+
+TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(
+    {RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.COMPLETED, RunStatus.INCOMPLETE, RunStatus.EXPIRED}
+)
+UNSUCCESSFUL_RUN_STATUSES: frozenset[RunStatus] = TERMINAL_RUN_STATUSES - {RunStatus.COMPLETED}
+
+
+class RequiredFunctionCall(_ApiModel):
+    """The function the model wants called: ``arguments`` is a JSON string, as the API sends it."""
+
+    name: str
+    arguments: str
+
+
+class RequiredToolCall(_ApiModel):
+    """One call awaiting an output; its ``id`` is the ``tool_call_id`` to answer with."""
+
+    id: str
+    type: Literal["function"]
+    function: RequiredFunctionCall
+
+
+class SubmitToolOutputsAction(_ApiModel):
+    tool_calls: list[RequiredToolCall]
+
+
+class RequiredAction(_ApiModel):
+    """What a ``requires_action`` run waits for (today always ``submit_tool_outputs``)."""
+
+    type: str
+    submit_tool_outputs: SubmitToolOutputsAction | None = None
+
+
+class IncompleteDetails(_ApiModel):
+    reason: str | None = None
+
+
+class Run(_ApiObject):
+    """An execution of an assistant on a thread (``object: thread.run``)."""
+
+    id: str
+    object: Literal["thread.run"]
+    status: RunStatus
+    thread_id: str
+    assistant_id: str | None = None
+    created_at: int | None = None
+    started_at: int | None = None
+    expires_at: int | None = None
+    cancelled_at: int | None = None
+    failed_at: int | None = None
+    completed_at: int | None = None
+    required_action: RequiredAction | None = None
+    last_error: LastError | None = None
+    incomplete_details: IncompleteDetails | None = None
+    model: str | None = None
+    metadata: dict[str, Any] | None = None
+    usage: Usage | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status.succeeded
+
+    @property
+    def requires_action(self) -> bool:
+        return self.status is RunStatus.REQUIRES_ACTION
+
+    @property
+    def required_tool_calls(self) -> list[RequiredToolCall]:
+        """The tool calls a ``requires_action`` run waits on (empty in any other status)."""
+        action = self.required_action
+        if not self.requires_action or action is None or action.submit_tool_outputs is None:
+            return []
+        return list(action.submit_tool_outputs.tool_calls)
+
+    def describe(self) -> str:
+        """One line for logs and failure messages: which run, its status, and why it ended so."""
+        text = f"run {self.id} (thread {self.thread_id}) is {self.status.value}"
+        if self.last_error is not None:
+            text += f": {self.last_error.code}: {self.last_error.message}"
+        elif self.incomplete_details is not None and self.incomplete_details.reason:
+            text += f": {self.incomplete_details.reason}"
+        elif self.requires_action:
+            names = ", ".join(call.function.name for call in self.required_tool_calls)
+            text += f": waiting for tool outputs ({names or 'no tool calls listed'})"
+        return text

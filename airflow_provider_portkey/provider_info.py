@@ -47,6 +47,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": modules("hooks", "portkey"),
+        "extra-links": ["airflow_provider_portkey.tracing.PortkeyLogsLink"],
         "sensors": modules("sensors", "run_step"),
         "operators": modules("operators", "run_step"),
         "triggers": modules("triggers", "run_step"),

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_portkey.connection_fields import CONN_TYPE, DEFAULT_BASE_URL, EXTRA_FIELDS
+from airflow_provider_portkey.connection_fields import (
+    CONN_TYPE,
+    DEFAULT_BASE_URL,
+    DEFAULT_UI_URL,
+    EXTRA_FIELDS,
+)
 from airflow_provider_portkey.errors import PortkeyConfigurationError
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -26,6 +31,8 @@ DEFAULT_MAX_RETRY_WAIT = 60.0
 #: Our read timeout outlasts the gateway's own ``x-portkey-request-timeout`` by this much, so the
 #: gateway's 408 (which says what timed out) arrives instead of a bare client-side timeout.
 GATEWAY_TIMEOUT_MARGIN = 5.0
+#: Portkey stores metadata values of at most this many characters (docs: "Metadata").
+METADATA_VALUE_MAX = 128
 
 #: Fields whose values are never echoed in an error: keys, configs (may embed keys), free headers.
 _SECRET_FIELDS = frozenset({"password", "virtual_key", "provider_api_key", "config", "headers"})
@@ -139,6 +146,11 @@ def _string_map(extra: Mapping[str, Any], name: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise _bad(name, value, "must be a JSON object of string values")
+    if name == "metadata":
+        for key, text in value.items():
+            # No character check: the header carries JSON, which escapes anything unsafe.
+            if len(text) > METADATA_VALUE_MAX:
+                raise _bad(name, value, f"value of {key!r} is longer than {METADATA_VALUE_MAX} characters")
     if name == "headers":
         for header, text in value.items():
             if not _HEADER_NAME.fullmatch(header) or text != text.strip() or not _header_safe(text):
@@ -159,6 +171,20 @@ def _config(extra: Mapping[str, Any]) -> str | None:
             raise _bad("config", "<JSON config>", f"is not valid JSON ({error.args[0]})") from None
         return json.dumps(parsed, separators=(",", ":"))
     return _text(extra, "config")
+
+
+def _ui_url(extra: Mapping[str, Any]) -> str:
+    """The Portkey app's base URL (no trailing slash), for links people click."""
+    value = _text(extra, "ui_url")
+    if value is None:
+        return DEFAULT_UI_URL
+    try:
+        parts = urlsplit(value)
+    except ValueError as error:
+        raise _bad("ui_url", value, f"not a valid URL ({error})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise _bad("ui_url", value, "must be an http(s) URL without credentials")
+    return value.rstrip("/")
 
 
 def _unprefixed(extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,6 +212,7 @@ class PortkeySettings:
     trace_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     extra_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    ui_url: str = DEFAULT_UI_URL
 
     @classmethod
     def from_connection_fields(
@@ -221,6 +248,7 @@ class PortkeySettings:
             trace_id=_text(options, "trace_id"),
             metadata=_string_map(options, "metadata"),
             extra_headers=_string_map(options, "headers"),
+            ui_url=_ui_url(options),
         )
         settings._check_routing()
         return settings
@@ -273,8 +301,24 @@ class PortkeySettings:
         ]
         return tuple(value for value in candidates if value)
 
-    def headers(self, user_agent: str, *, trace_id: str | None = None) -> dict[str, str]:
-        """All request headers: auth, routing, tracing, then the user's free ``headers`` on top."""
+    def effective_trace_id(self, trace_id: str | None = None) -> str | None:
+        """The trace id requests carry: the connection's fixed one, else the caller's."""
+        return self.trace_id or trace_id
+
+    def headers(
+        self,
+        user_agent: str,
+        *,
+        trace_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """
+        All request headers: auth, routing, tracing, then the user's free ``headers`` on top.
+
+        ``trace_id`` applies unless the connection fixes one; ``metadata`` (the task's own, such
+        as its dag and task ids) is merged under the connection's metadata, whose keys win.
+        """
+        merged = {**(metadata or {}), **self.metadata}
         headers = {
             "Accept": "application/json",
             "User-Agent": user_agent,
@@ -290,8 +334,8 @@ class PortkeySettings:
             "x-portkey-request-timeout": (
                 str(int(self.request_timeout * 1000)) if self.request_timeout else None
             ),
-            "x-portkey-trace-id": self.trace_id or trace_id,
-            "x-portkey-metadata": json.dumps(self.metadata, separators=(",", ":")) if self.metadata else None,
+            "x-portkey-trace-id": self.effective_trace_id(trace_id),
+            "x-portkey-metadata": json.dumps(merged, separators=(",", ":")) if merged else None,
         }
         headers.update({name: value for name, value in optional.items() if value is not None})
         headers.update(self.extra_headers)

@@ -11,9 +11,8 @@ from typing import Any
 from airflow_provider_portkey import __version__
 from airflow_provider_portkey._compat import BaseHook, mask_secret
 from airflow_provider_portkey.connection_fields import CONN_TYPE
-from airflow_provider_portkey.core import RetryPolicy
+from airflow_provider_portkey.core import ApiRequest, RetryPolicy, blocks_repeat
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyRequestError
-from airflow_provider_portkey.provider_info import UI_FIELD_BEHAVIOUR, conn_fields
 from airflow_provider_portkey.settings import PortkeySettings
 
 
@@ -31,6 +30,8 @@ class PortkeyBaseHook(BaseHook):
     :param max_retries: Overrides the connection's ``max_retries``.
     :param max_retry_wait: Overrides the connection's ``max_retry_wait`` (seconds).
     :param trace_id: ``x-portkey-trace-id`` for every request, unless the connection fixes one.
+    :param metadata: ``x-portkey-metadata`` pairs of this caller (e.g. the task's dag and task
+        ids, see :mod:`airflow_provider_portkey.tracing`), merged under the connection's metadata.
     """
 
     conn_name_attr = "portkey_conn_id"
@@ -45,6 +46,7 @@ class PortkeyBaseHook(BaseHook):
         max_retries: int | None = None,
         max_retry_wait: float | None = None,
         trace_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         # Checked here, not at the first request, so a bad DAG argument fails at parse time.
@@ -67,6 +69,7 @@ class PortkeyBaseHook(BaseHook):
         if max_retry_wait is not None:
             self._overrides["max_retry_wait"] = float(max_retry_wait)
         self.trace_id = trace_id
+        self.metadata = dict(metadata or {})
         self._settings: PortkeySettings | None = None
 
     def __repr__(self) -> str:
@@ -87,7 +90,7 @@ class PortkeyBaseHook(BaseHook):
         return settings
 
     def _headers(self, settings: PortkeySettings) -> dict[str, str]:
-        return settings.headers(user_agent(), trace_id=self.trace_id)
+        return settings.headers(user_agent(), trace_id=self.trace_id, metadata=self.metadata)
 
     @staticmethod
     def _retry_policy(settings: PortkeySettings) -> RetryPolicy:
@@ -96,12 +99,20 @@ class PortkeyBaseHook(BaseHook):
     def _wait_before_retry(
         self,
         settings: PortkeySettings,
+        api_request: ApiRequest,
         attempt: int,
         error: PortkeyRequestError,
     ) -> float:
         """Seconds to wait before the next attempt; re-raises ``error`` when it must not be retried."""
-        delay = self._retry_policy(settings).next_delay(attempt, error, random.random)
+        delay = self._retry_policy(settings).next_delay(attempt, error, random.random, request=api_request)
         if delay is None:
+            if error.transient and attempt < settings.max_retries and blocks_repeat(api_request, error):
+                self.log.warning(
+                    "%s; not retried: the server may already have acted on it, and sending it again "
+                    "could do it twice. Check its result in Portkey (trace id %s) before running it again.",
+                    error,
+                    settings.effective_trace_id(self.trace_id) or "not set",
+                )
             raise error
         self.log.log(
             logging.WARNING,
@@ -112,23 +123,3 @@ class PortkeyBaseHook(BaseHook):
             delay,
         )
         return delay
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Airflow < 3.2 reads the form layout from here; 3.2+ reads the same dict from provider info."""
-        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Airflow < 3.2 builds the extra fields from here; 3.2+ reads ``conn-fields`` instead."""
-        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from wtforms import PasswordField, StringField
-
-        widgets: dict[str, Any] = {}
-        for name, spec in conn_fields().items():
-            secret = spec["schema"].get("format") == "password"
-            field_class, widget = (
-                (PasswordField, BS3PasswordFieldWidget()) if secret else (StringField, BS3TextFieldWidget())
-            )
-            widgets[name] = field_class(spec["label"], widget=widget, description=spec["description"])
-        return widgets

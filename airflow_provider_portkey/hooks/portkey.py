@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -12,12 +12,19 @@ import requests
 
 from airflow_provider_portkey.core import (
     ApiRequest,
+    cancel_run_request,
     connection_error,
+    create_run_request,
+    create_thread_and_run_request,
+    get_run_request,
     interpret_response,
     list_run_steps_request,
+    parse_run,
     parse_run_step,
     parse_run_step_list,
+    run_body,
     run_step_request,
+    submit_tool_outputs_request,
 )
 from airflow_provider_portkey.errors import (
     PortkeyBadResponseError,
@@ -25,7 +32,8 @@ from airflow_provider_portkey.errors import (
     PortkeyRequestError,
 )
 from airflow_provider_portkey.hooks.base import PortkeyBaseHook
-from airflow_provider_portkey.models import RunStep
+from airflow_provider_portkey.models import Run, RunStep
+from airflow_provider_portkey.provider_info import UI_FIELD_BEHAVIOUR, conn_fields
 from airflow_provider_portkey.settings import PortkeySettings
 
 
@@ -36,15 +44,40 @@ def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest
 
 class PortkeyHook(PortkeyBaseHook):
     """
-    Talk to Portkey's Assistants API (run steps) from a worker.
+    Talk to Portkey's Assistants API (runs and run steps) from a worker.
 
     One ``requests.Session`` per hook keeps the connection alive between polls. Transient failures
     (connection errors, 408, 429, 5xx) are retried with exponential backoff and full jitter, never
     sooner than a ``Retry-After``; other errors fail at once. Redirects are never followed.
+    POSTs that create or change something (a run, a cancel, tool outputs) are retried only when
+    the failure proves the server did nothing (never connected, 429, 503): see docs/workflows.md.
     Use it as a context manager, or call :meth:`close`, to release the session.
     """
 
     _session: requests.Session | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Airflow < 3.2 reads the form layout from here; 3.2+ reads the same dict from provider info.
+
+        Defined on the registered hook class itself: Airflow looks in the class ``__dict__`` only.
+        """
+        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow < 3.2 builds the extra fields from here; 3.2+ reads ``conn-fields`` instead."""
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from wtforms import PasswordField, StringField
+
+        widgets: dict[str, Any] = {}
+        for name, spec in conn_fields().items():
+            secret = spec["schema"].get("format") == "password"
+            field_class, widget = (
+                (PasswordField, BS3PasswordFieldWidget()) if secret else (StringField, BS3TextFieldWidget())
+            )
+            widgets[name] = field_class(spec["label"], widget=widget, description=spec["description"])
+        return widgets
 
     def __enter__(self) -> Self:
         return self
@@ -88,7 +121,7 @@ class PortkeyHook(PortkeyBaseHook):
             try:
                 return self._send_once(settings, api_request)
             except PortkeyRequestError as error:
-                time.sleep(self._wait_before_retry(settings, attempt, error))
+                time.sleep(self._wait_before_retry(settings, api_request, attempt, error))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_once(self, settings: PortkeySettings, api_request: ApiRequest) -> Any:
@@ -105,6 +138,61 @@ class PortkeyHook(PortkeyBaseHook):
         except requests.RequestException as error:
             raise connection_error(api_request, error, settings.base_url) from None
         return interpret_response(api_request, response.status_code, response.headers, body, settings.secrets)
+
+    def _run(self, api_request: ApiRequest) -> Run:
+        return parse_run(api_request, self.request(api_request), self.settings.secrets)
+
+    def create_thread_and_run(
+        self,
+        assistant_id: str,
+        *,
+        thread: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """
+        Start a run on a new thread (``POST /threads/runs``).
+
+        :param thread: The new thread: ``messages``, ``metadata``, ``tool_resources``.
+        :param metadata: The run's metadata (at most 16 string pairs).
+        :param options: Further API fields by their API names (``model``, ``instructions``,
+            ``tools``, ...); ``None`` values are left out. A mapping rather than keyword arguments,
+            so an API field can never collide with an argument of this method.
+        """
+        body = run_body(assistant_id, thread=thread, metadata=metadata, options=options)
+        return self._run(create_thread_and_run_request(body))
+
+    def create_run(
+        self,
+        thread_id: str,
+        assistant_id: str,
+        *,
+        additional_messages: Sequence[Mapping[str, Any]] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Start a run on an existing thread (``POST /threads/{thread_id}/runs``); see above for options."""
+        body = run_body(
+            assistant_id, additional_messages=additional_messages, metadata=metadata, options=options
+        )
+        return self._run(create_run_request(thread_id, body))
+
+    def get_run(self, thread_id: str, run_id: str) -> Run:
+        """Retrieve a run (``GET /threads/{thread_id}/runs/{run_id}``)."""
+        return self._run(get_run_request(thread_id, run_id))
+
+    def cancel_run(self, thread_id: str, run_id: str) -> Run:
+        """Ask the API to cancel a run (``POST .../cancel``); it goes ``cancelling``, then ``cancelled``."""
+        return self._run(cancel_run_request(thread_id, run_id))
+
+    def submit_tool_outputs(self, thread_id: str, run_id: str, tool_outputs: object) -> Run:
+        """
+        Answer the tool calls of a ``requires_action`` run (``POST .../submit_tool_outputs``).
+
+        :param tool_outputs: ``[{"tool_call_id": ..., "output": "..."}]`` or ``{tool_call_id: output}``;
+            outputs are strings (checked before anything is sent).
+        """
+        return self._run(submit_tool_outputs_request(thread_id, run_id, tool_outputs))
 
     def get_run_step(
         self, thread_id: str, run_id: str, step_id: str, include: Collection[str] | None = None
@@ -152,7 +240,9 @@ class PortkeyHook(PortkeyBaseHook):
             "step_airflow_connection_test",
         )
         try:
-            with type(self)(self.portkey_conn_id, max_retries=0, trace_id=self.trace_id) as hook:
+            with type(self)(
+                self.portkey_conn_id, max_retries=0, trace_id=self.trace_id, metadata=self.metadata
+            ) as hook:
                 hook.get_run_step(*probe)
                 base_url = hook.settings.base_url
         except PortkeyNotFoundError as error:

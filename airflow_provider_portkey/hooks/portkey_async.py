@@ -18,13 +18,15 @@ import httpx
 from airflow_provider_portkey.core import (
     ApiRequest,
     connection_error,
+    get_run_request,
     interpret_response,
+    parse_run,
     parse_run_step,
     run_step_request,
 )
 from airflow_provider_portkey.errors import PortkeyRequestError
 from airflow_provider_portkey.hooks.base import PortkeyBaseHook
-from airflow_provider_portkey.models import RunStep
+from airflow_provider_portkey.models import Run, RunStep
 from airflow_provider_portkey.settings import PortkeySettings
 
 _LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
@@ -74,7 +76,7 @@ class PortkeyAsyncHook(PortkeyBaseHook):
             try:
                 return await self._send_once(settings, api_request)
             except PortkeyRequestError as error:
-                await asyncio.sleep(self._wait_before_retry(settings, attempt, error))
+                await asyncio.sleep(self._wait_before_retry(settings, api_request, attempt, error))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, settings: PortkeySettings, api_request: ApiRequest) -> Any:
@@ -100,3 +102,7 @@ class PortkeyAsyncHook(PortkeyBaseHook):
         return parse_run_step(
             api_request, await self.request(api_request), (await self.get_settings()).secrets
         )
+
+    async def get_run(self, thread_id: str, run_id: str) -> Run:
+        api_request = get_run_request(thread_id, run_id)
+        return parse_run(api_request, await self.request(api_request), (await self.get_settings()).secrets)

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_portkey._compat import BaseOperator, Context
+from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
 #: XCom key under which :class:`GetRunStepOperator` pushes the step's status.
 STATUS_XCOM_KEY = "status"
 
 
-class GetRunStepOperator(BaseOperator):
+class GetRunStepOperator(PortkeyTaskMixin, BaseOperator):
     """
     Retrieve one run step and return its JSON exactly as the API sent it (XCom ``return_value``).
 
@@ -24,9 +25,17 @@ class GetRunStepOperator(BaseOperator):
     :param step_id: Step id (templated).
     :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
     :param include: ``include[]`` values for the request (templated).
+    :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
     """
 
-    template_fields: Sequence[str] = ("thread_id", "run_id", "step_id", "include", "portkey_conn_id")
+    template_fields: Sequence[str] = (
+        "thread_id",
+        "run_id",
+        "step_id",
+        "include",
+        "portkey_conn_id",
+        "trace_id",
+    )
     ui_color = "#e8f1ff"
 
     def __init__(
@@ -37,6 +46,7 @@ class GetRunStepOperator(BaseOperator):
         step_id: str,
         portkey_conn_id: str = "portkey_default",
         include: Sequence[str] | None = None,
+        trace_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -45,11 +55,10 @@ class GetRunStepOperator(BaseOperator):
         self.step_id = step_id
         self.portkey_conn_id = portkey_conn_id
         self.include = include
+        self.trace_id = trace_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_portkey.hooks.portkey import PortkeyHook
-
-        with PortkeyHook(self.portkey_conn_id) as hook:
+        with self.traced_hook(context) as hook:
             step = hook.get_run_step(self.thread_id, self.run_id, self.step_id, self.include)
         self.log.info("Fetched: %s", step.describe())
         context["ti"].xcom_push(key=STATUS_XCOM_KEY, value=step.status.value)

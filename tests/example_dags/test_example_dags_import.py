@@ -10,11 +10,13 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from airflow_provider_portkey.emulator import SEED_RUN_ID, SEED_STEP_IDS, SEED_THREAD_ID
-from airflow_provider_portkey.operators.run_step import GetRunStepOperator
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
+from airflow_provider_portkey.tracing import PortkeyTaskMixin
 from tests.example_dags.airflow_cli import DAGS_FOLDER
 
-EXAMPLE_DAG_IDS = {"portkey_wait_and_branch", "portkey_inspect_step", "portkey_mapped_steps"}
+#: The DAGs that wait on seeded run steps (ids from params), and the one that drives a whole run.
+STEP_DAG_IDS = {"portkey_wait_and_branch", "portkey_inspect_step", "portkey_mapped_steps"}
+EXAMPLE_DAG_IDS = {*STEP_DAG_IDS, "portkey_agent_workflow"}
 
 
 def _dagbag() -> DagBag:
@@ -31,8 +33,11 @@ def _portkey_tasks(dagbag: DagBag) -> list[Any]:
         task
         for dag in dagbag.dags.values()
         for task in dag.tasks
-        if isinstance(task, RunStepSensor | GetRunStepOperator)
-        or getattr(task, "operator_class", None) in (RunStepSensor, GetRunStepOperator)
+        if isinstance(task, PortkeyTaskMixin)
+        or (
+            isinstance(getattr(task, "operator_class", None), type)
+            and issubclass(task.operator_class, PortkeyTaskMixin)
+        )
     ]
 
 
@@ -56,7 +61,8 @@ def test_every_example_dag_says_what_it_shows(dagbag: DagBag) -> None:
 
 def test_every_portkey_task_uses_the_default_connection(dagbag: DagBag) -> None:
     tasks = _portkey_tasks(dagbag)
-    assert len(tasks) == 3  # one per DAG (the mapped sensor counts once)
+    # One per step DAG (a mapped task counts once), and six in the agent workflow.
+    assert len(tasks) == 3 + 6
     for task in tasks:
         # A mapped operator keeps its constructor arguments in partial_kwargs until it expands.
         kwargs = getattr(task, "partial_kwargs", None) or vars(task)
@@ -64,7 +70,7 @@ def test_every_portkey_task_uses_the_default_connection(dagbag: DagBag) -> None:
 
 
 def test_param_defaults_are_ids_the_emulator_knows(dagbag: DagBag) -> None:
-    for dag in dagbag.dags.values():
+    for dag in (dagbag.dags[dag_id] for dag_id in STEP_DAG_IDS):
         params = dag.params.dump()
         assert params["thread_id"] == SEED_THREAD_ID
         assert params["run_id"] == SEED_RUN_ID

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import structlog
@@ -29,7 +29,7 @@ import structlog.testing
 
 from airflow_provider_portkey._compat import TaskDeferred
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
-from airflow_provider_portkey.triggers.run_step import RunStepTrigger
+from airflow_provider_portkey.triggers.base import PortkeyPollTrigger
 from tests.support.secrets import assert_no_secret
 
 _real_async_sleep = asyncio.sleep
@@ -71,13 +71,14 @@ class FakeClock:
 
 @pytest.fixture
 def clock(mocker: Any) -> FakeClock:
-    """Fake time for RunStepSensor, BaseSensorOperator and RunStepTrigger (``asyncio.sleep`` too)."""
+    """Fake time for every Portkey sensor and trigger and BaseSensorOperator (``asyncio.sleep`` too)."""
     import time
 
     fake = FakeClock(time.time())
     for module in (
-        "airflow_provider_portkey.sensors.run_step",
-        "airflow_provider_portkey.triggers.run_step",
+        # The shared waiting mechanism every Portkey sensor and trigger runs.
+        "airflow_provider_portkey.sensors.base",
+        "airflow_provider_portkey.triggers.base",
         "airflow.sdk.bases.sensor",
     ):
         mocker.patch(f"{module}.time", fake)
@@ -138,7 +139,10 @@ def plain(value: Any) -> bool:
     return False
 
 
-def recreate_trigger(trigger: RunStepTrigger) -> RunStepTrigger:
+_Trigger = TypeVar("_Trigger", bound=PortkeyPollTrigger)
+
+
+def recreate_trigger(trigger: _Trigger) -> _Trigger:
     """What the triggerer does: serialize, store via serde, import the classpath, re-create."""
     from airflow.sdk._shared.module_loading import import_string
     from airflow.sdk.serde import deserialize, serialize
@@ -150,19 +154,19 @@ def recreate_trigger(trigger: RunStepTrigger) -> RunStepTrigger:
     restored = deserialize(stored)
     assert restored == kwargs
     recreated = import_string(classpath)(**restored)
-    assert isinstance(recreated, RunStepTrigger)
+    assert isinstance(recreated, type(trigger))
     assert recreated.serialize() == (classpath, kwargs)
     return recreated
 
 
-async def first_event_payload(trigger: RunStepTrigger) -> Any:
+async def first_event_payload(trigger: PortkeyPollTrigger) -> Any:
     """Run the trigger to its first event on the running loop, and check it yields no second one."""
     events = [event async for event in trigger.run()]
     assert len(events) == 1, events
     return events[0].payload
 
 
-def run_trigger(trigger: RunStepTrigger) -> Any:
+def run_trigger(trigger: PortkeyPollTrigger) -> Any:
     """The trigger's one event payload, on a fresh event loop (closing the loop's shared client)."""
 
     async def main() -> Any:
@@ -179,7 +183,7 @@ class Deferral:
     """What a deferrable sensor did: the trigger it deferred to, its event, and the outcome."""
 
     deferred: TaskDeferred
-    trigger: RunStepTrigger
+    trigger: PortkeyPollTrigger
     event: Any
 
 

@@ -123,6 +123,7 @@ def test_ids_templated_from_an_upstream_xcom_render_and_are_used(
         "step_id": "step_from_xcom",
         "include": None,
         "portkey_conn_id": "portkey_default",
+        "trace_id": None,  # unset: the trace id is derived from the task instance
     }
 
 

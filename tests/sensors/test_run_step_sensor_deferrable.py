@@ -94,6 +94,7 @@ def test_execute_checks_once_then_defers_to_a_trigger_with_plain_kwargs(
         "fail_on_statuses": ["failed", "cancelled", "expired"],
         "last_status": "in_progress",
         "trace_id": None,
+        "metadata": {},  # a bare context: no task ids to derive a trace from
         "polls_done": 1,
         "min_first_wait": 0.0,
     }
@@ -110,6 +111,7 @@ def test_trigger_kwargs_round_trip_through_serde_and_recreate_the_same_trigger(
 
     recreated = recreate_trigger(deferred.trigger)
 
+    assert isinstance(recreated, RunStepTrigger)
     assert recreated.deadline == deferred.trigger.deadline
     assert recreated.include == [include]
     assert recreated.fail_on_statuses == ["failed"]

@@ -31,7 +31,7 @@ from airflow_provider_portkey.emulator import (
 from airflow_provider_portkey.hooks import portkey_async
 from airflow_provider_portkey.polling import poll_interval
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
-from airflow_provider_portkey.triggers import run_step as trigger_module
+from airflow_provider_portkey.triggers import base as trigger_module  # its `time` is the clock
 from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 from tests.conftest import PortkeyConnection
 from tests.sensors.support import FakeClock, first_event_payload, log_text, plain, recreate_trigger
@@ -57,7 +57,7 @@ def trigger(step_id: str = STEP_COMPLETES, *, wait: float = 600, **kwargs: Any) 
         thread_id=SEED_THREAD_ID,
         run_id=SEED_RUN_ID,
         step_id=step_id,
-        # The trigger module's clock: the fake one when the test uses ``clock``.
+        # The trigger's clock (the shared loop's module): the fake one when the test uses ``clock``.
         deadline=deadline if deadline is not None else trigger_module.time.time() + wait,  # type: ignore[attr-defined]
         **options,
     )

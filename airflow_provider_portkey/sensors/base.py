@@ -1,0 +1,285 @@
+"""The waiting every Portkey sensor does, in poke, reschedule and deferrable mode; subclasses say what.
+
+One implementation of the rules, so a run step and a run are waited on the same way:
+
+- done when the object reaches a status the subclass stops at; its JSON (exactly as the API sent
+  it) is the XCom ``return_value``, in every mode;
+- a final status in ``fail_on_statuses`` fails the task without retries (a retry cannot change a
+  finished object), or skips it under ``soft_fail``, keeping the message;
+- a transient error (after the hook's own retries) is logged and the wait goes on; a permanent one
+  (auth, not found, bad input or configuration) fails at once;
+- ``timeout`` means the same in every mode, and its message names the last status seen; the next
+  poll never comes sooner than a ``Retry-After`` the server sent;
+- deferred, the subclass's :class:`~airflow_provider_portkey.triggers.base.PortkeyPollTrigger`
+  polls on the same schedule with the same trace id, and its one event is turned into the same
+  result or error as poke mode.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Collection, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow_provider_portkey._compat import (
+    AirflowException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    Context,
+    PokeReturnValue,
+    conf,
+)
+from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyTransientError
+from airflow_provider_portkey.tracing import PortkeyTaskMixin
+from airflow_provider_portkey.triggers.base import EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT, Polled
+
+if TYPE_CHECKING:
+    from airflow_provider_portkey.hooks.portkey import PortkeyHook
+    from airflow_provider_portkey.triggers.base import PortkeyPollTrigger
+
+#: Extra time Airflow gives a deferred sensor beyond its own deadline, as a safety net only:
+#: the trigger enforces ``timeout`` itself and reports the last status it saw.
+_DEFERRAL_GRACE = timedelta(minutes=5)
+
+
+def validate_fail_on_statuses(value: Collection[str], allowed: Collection[str]) -> tuple[str, ...]:
+    """``fail_on_statuses`` as a tuple (one string is one status), each one of ``allowed``."""
+    if isinstance(value, str):
+        value = (value,)
+    for status in value:
+        if status not in allowed:
+            raise PortkeyConfigurationError(
+                f"fail_on_statuses has {status!r}; allowed values are {sorted(allowed)} (or empty)"
+            )
+    return tuple(value)
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable``, the switch for every deferrable operator."""
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
+    """
+    Wait until an API object reaches a status the subclass stops at (see the module docstring).
+
+    Subclasses set :attr:`noun` and implement :meth:`fetch`, :meth:`is_done`, :meth:`parse`,
+    :meth:`subject`, :meth:`target_id`, :meth:`unsuccessful` and :meth:`make_trigger`.
+
+    :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
+    :param fail_on_statuses: Final statuses that fail the task.
+    :param deferrable: Wait on the triggerer instead of a worker slot.
+    :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    """
+
+    ui_color = "#e8f1ff"
+    #: How log lines name what is waited on ("step", "run"); also the key of its JSON in an event.
+    noun: str
+
+    def __init__(
+        self,
+        *,
+        portkey_conn_id: str = "portkey_default",
+        fail_on_statuses: tuple[str, ...] = (),
+        deferrable: bool | None = None,
+        trace_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.portkey_conn_id = portkey_conn_id
+        self.fail_on_statuses = fail_on_statuses
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.trace_id = trace_id
+        self._last_status: str | None = None
+        self._started_at = 0.0
+        #: A ``Retry-After`` from the last poke's transient error: the floor of the next interval.
+        self._retry_after = 0.0
+        #: How many times this sensor looked in this process (the backoff's poke count).
+        self._poke_count = 0
+        #: The hook of the running ``execute`` (one session across pokes, closed at its end).
+        self._active_hook: PortkeyHook | None = None
+
+    # -- what a subclass says -------------------------------------------------------------------------
+
+    @abstractmethod
+    def fetch(self, hook: PortkeyHook) -> Polled:
+        """One look at the object."""
+
+    @abstractmethod
+    def is_done(self, polled: Polled) -> bool:
+        """Whether the wait is over."""
+
+    @abstractmethod
+    def parse(self, payload: Any) -> Polled:
+        """The object from a trigger event's JSON (raises ``KeyError``/``TypeError``/``ValueError``)."""
+
+    @abstractmethod
+    def subject(self) -> str:
+        """What is waited on, for messages, e.g. ``run r (thread t)``."""
+
+    @abstractmethod
+    def target_id(self) -> str:
+        """The id log lines name."""
+
+    @abstractmethod
+    def unsuccessful(self, polled: Polled) -> AirflowException:
+        """The no-retry failure for an object that ended in one of ``fail_on_statuses``."""
+
+    @abstractmethod
+    def make_trigger(self, **common: Any) -> PortkeyPollTrigger:
+        """The trigger to defer to, given the kwargs every trigger takes (deadline, schedule, trace)."""
+
+    # -- the shared mechanism ---------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        self._started_at = self._start_time(context)
+        with self.traced_hook(context) as hook:
+            self._active_hook = hook
+            try:
+                return self._execute(context)
+            finally:
+                self._active_hook = None
+
+    def _execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        try:
+            done = self.poke(context)
+        except AirflowSkipException:
+            raise
+        except Exception as error:
+            # BaseSensorOperator.execute does this for every poke in poke mode; only never_fail
+            # turns an error into a skip (soft_fail and timeouts are already handled in poke).
+            if self.never_fail:
+                raise AirflowSkipException(f"Skipping due to never_fail: {error}") from error
+            raise
+        if done.is_done:
+            return done.xcom_value
+        self._defer()
+
+    def _start_time(self, context: Context) -> float:
+        """When this wait began, as Airflow counts it (the first try, across reschedules)."""
+        if self.reschedule:
+            first = context["ti"].get_first_reschedule_date(context)
+            if first is not None:
+                return first.timestamp()
+        return time.time()
+
+    def _look(self) -> Polled:
+        if self._active_hook is not None:
+            return self.fetch(self._active_hook)
+        with self.portkey_hook() as hook:  # poke() called on its own, outside execute
+            return self.fetch(hook)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        self._poke_count += 1
+        self._retry_after = 0.0
+        try:
+            polled = self._look()
+        except PortkeyTransientError as error:
+            self.log.warning(
+                "Still waiting on %s %s after a transient error: %s", self.noun, self.target_id(), error
+            )
+            self._retry_after = error.retry_after or 0.0
+        else:
+            self._last_status = str(polled.status.value)
+            if self.is_done(polled):
+                return PokeReturnValue(is_done=True, xcom_value=self._finish(polled))
+            self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), self._last_status)
+        if time.time() - self._started_at > self.timeout:
+            raise self._final(AirflowSensorTimeout(self._timeout_message()))
+        return PokeReturnValue(is_done=False)
+
+    def _get_next_poke_interval(
+        self, started_at: Any, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        """Airflow's interval (with its backoff), but never sooner than a ``Retry-After`` the server sent."""
+        interval: float = super()._get_next_poke_interval(started_at, run_duration, poke_count)
+        return max(interval, self._retry_after)
+
+    def _timeout_message(self) -> str:
+        return (
+            f"Sensor has timed out after {self.timeout} s waiting on {self.subject()}; "
+            f"last status seen: {self._last_status}"
+        )
+
+    def _final(self, error: AirflowException, *, soft_fail_applies: bool = True) -> AirflowException:
+        """
+        The exception that ends the task: ``error``, or a skip under ``soft_fail``/``never_fail``.
+
+        Airflow would skip too, but with a generic reason ("Skipping due to soft_fail is set to
+        True.") that loses the last status or the object's error; this keeps the message, and makes
+        the first check and the resumed deferral follow poke mode's rules (``soft_fail`` skips only
+        timeouts and unsuccessful objects, never a permanent error).
+        """
+        if self.soft_fail and soft_fail_applies:
+            return AirflowSkipException(f"Skipping due to soft_fail: {error}")
+        if self.never_fail:
+            return AirflowSkipException(f"Skipping due to never_fail: {error}")
+        return error
+
+    def _finish(self, polled: Polled) -> dict[str, Any]:
+        """The XCom value of a finished object, or a no-retry failure for a status the user fails on."""
+        if str(polled.status.value) in self.fail_on_statuses:
+            raise self._final(self.unsuccessful(polled))
+        self.log.info("Done: %s", polled.describe())
+        return polled.to_json()
+
+    def _defer(self) -> NoReturn:
+        trigger = self.make_trigger(
+            portkey_conn_id=self.portkey_conn_id,
+            deadline=self._started_at + self.timeout,
+            poll_interval=self.poke_interval,
+            exponential_backoff=self.exponential_backoff,
+            max_wait=self.max_wait.total_seconds() if self.max_wait else None,
+            fail_on_statuses=list(self.fail_on_statuses),
+            last_status=self._last_status,
+            # The trigger's requests join this task try's Portkey trace.
+            trace_id=self.task_trace.trace_id,
+            metadata=dict(self.task_trace.metadata),
+            polls_done=self._poke_count,
+            min_first_wait=self._retry_after,
+        )
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+        )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """
+        Resume after the trigger's event with poke mode's rules.
+
+        ``BaseSensorOperator.resume_execution`` would skip on *any* error under ``soft_fail`` (poke
+        mode fails on a permanent error such as a 404) and replace the reason with a generic one;
+        :meth:`execute_complete` applies the same rules as :meth:`poke` itself. Anything else
+        (``__fail__`` after a trigger crash or Airflow's deferral timeout) keeps Airflow's handling.
+        """
+        if next_method == "execute_complete":
+            return self.execute_complete(context, **(next_kwargs or {}))
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+        """Turn the trigger's one event into the same result or error as poke mode."""
+        name = type(self).__name__
+        if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
+            raise PortkeyError(f"{name} got an unexpected trigger event: {event!r}")
+        if event["status"] == EVENT_TIMEOUT:
+            self._last_status = event.get("last_status")
+            raise self._final(AirflowSensorTimeout(self._timeout_message()))
+        if event["status"] == EVENT_ERROR:
+            error = PortkeyError(f"Waiting on {self.subject()} failed: {event.get('message')}")
+            raise self._final(error, soft_fail_applies=False)
+        try:
+            polled = self.parse(event[self.noun])
+        except (KeyError, TypeError, ValueError) as error:
+            raise PortkeyError(f"{name} got a trigger event without a valid {self.noun}: {error}") from None
+        if not self.is_done(polled):
+            raise PortkeyError(
+                f"{name} got a {event['status']!r} event for a {self.noun} that is still "
+                f"{polled.status.value}"
+            )
+        return self._finish(polled)

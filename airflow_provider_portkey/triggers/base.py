@@ -1,0 +1,203 @@
+"""The one polling loop every Portkey trigger runs; subclasses only say what to fetch and when it is done.
+
+Shared with :class:`~airflow_provider_portkey.sensors.base.PortkeyPollSensor`'s rules: the same
+schedule (:func:`~airflow_provider_portkey.polling.poll_interval`), a ``Retry-After`` floor,
+transient errors waited out, permanent ones reported at once, an absolute deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from airflow_provider_portkey._compat import BaseTrigger, TriggerEvent
+from airflow_provider_portkey.errors import PortkeyTransientError
+from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
+from airflow_provider_portkey.polling import poll_interval
+
+#: The ``status`` of the one event a :class:`PortkeyPollTrigger` yields.
+EVENT_SUCCESS = "success"
+EVENT_FAILURE = "failure"
+EVENT_TIMEOUT = "timeout"
+EVENT_ERROR = "error"
+EVENT_STATUSES = frozenset({EVENT_SUCCESS, EVENT_FAILURE, EVENT_TIMEOUT, EVENT_ERROR})
+
+
+class Polled(Protocol):
+    """What a trigger or sensor waits on (a run step, a run): a status, a summary, its JSON."""
+
+    @property
+    def status(self) -> Any: ...
+
+    def describe(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class PortkeyPollTrigger(BaseTrigger):
+    """
+    Poll an API object until it is done, the deadline passes, or a permanent error occurs.
+
+    Its kwargs are plain values only (never a secret or an object), and ``deadline`` is absolute
+    (epoch seconds), so a triggerer restart resumes with the same deadline. It yields exactly one
+    event: ``success`` or ``failure`` (with the object's JSON under :attr:`noun`), ``timeout``
+    (with the last status seen) or ``error`` (with the message).
+
+    It polls on poke mode's schedule, never sooner than a ``Retry-After`` the server sent. It owns
+    no connection: requests go through the event loop's shared client, so a cancelled trigger
+    leaves nothing open. Requests carry the deferring task's trace id and metadata, so they land
+    in the same Portkey trace as the task's own.
+
+    :param deadline: Epoch seconds after which the wait ends with a ``timeout`` event.
+    :param fail_on_statuses: Final statuses reported as ``failure`` rather than ``success``.
+    :param last_status: The status the sensor saw before deferring, for the timeout message.
+    :param trace_id: ``x-portkey-trace-id`` of the task that deferred.
+    :param metadata: ``x-portkey-metadata`` pairs of the task that deferred (its ids).
+    :param polls_done: Checks the sensor already made before deferring. The trigger then waits
+        the interval poke mode would wait before its own first poll (instead of asking again at
+        once) and continues the backoff from there.
+    :param min_first_wait: A ``Retry-After`` the sensor's last check got: the floor of that wait.
+    """
+
+    #: How log lines name what is waited on ("step", "run"); also the key of its JSON in an event.
+    noun: str
+
+    def __init__(
+        self,
+        *,
+        portkey_conn_id: str,
+        deadline: float,
+        poll_interval: float,
+        exponential_backoff: bool = False,
+        max_wait: float | None = None,
+        fail_on_statuses: Sequence[str] = (),
+        last_status: str | None = None,
+        trace_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        polls_done: int = 0,
+        min_first_wait: float = 0.0,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
+        self.portkey_conn_id = portkey_conn_id
+        self.deadline = float(deadline)
+        self.poll_interval = float(poll_interval)
+        self.exponential_backoff = exponential_backoff
+        self.max_wait = max_wait
+        self.fail_on_statuses = list(fail_on_statuses)
+        self.last_status = last_status
+        self.trace_id = trace_id
+        self.metadata = dict(metadata or {})
+        self.polls_done = int(polls_done)
+        self.min_first_wait = float(min_first_wait)
+
+    # -- what a subclass says -------------------------------------------------------------------------
+
+    @abstractmethod
+    def target_kwargs(self) -> dict[str, Any]:
+        """The kwargs naming what is polled (ids, options): the rest of :meth:`serialize`."""
+
+    @abstractmethod
+    async def fetch(self, hook: PortkeyAsyncHook) -> Polled:
+        """One look at the object."""
+
+    @abstractmethod
+    def is_done(self, polled: Polled) -> bool:
+        """Whether the wait is over (the object reached a status the sensor stops at)."""
+
+    @abstractmethod
+    def target_path(self) -> tuple[str, ...]:
+        """The ids from the thread down to the object (the backoff's jitter key)."""
+
+    def target_id(self) -> str:
+        """The id log lines name (the step id, the run id)."""
+        return self.target_path()[-1]
+
+    @abstractmethod
+    def subject(self) -> str:
+        """What is waited on, for the timeout message, e.g. ``run r (thread t)``."""
+
+    # -- the shared loop --------------------------------------------------------------------------------
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "portkey_conn_id": self.portkey_conn_id,
+                **self.target_kwargs(),
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "exponential_backoff": self.exponential_backoff,
+                "max_wait": self.max_wait,
+                "fail_on_statuses": list(self.fail_on_statuses),
+                "last_status": self.last_status,
+                "trace_id": self.trace_id,
+                "metadata": dict(self.metadata),
+                "polls_done": self.polls_done,
+                "min_first_wait": self.min_first_wait,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        event = await self._wait()
+        yield TriggerEvent(event)
+
+    async def _wait(self) -> dict[str, Any]:
+        """Poll until there is an outcome; return the one event payload."""
+        hook = PortkeyAsyncHook(self.portkey_conn_id, trace_id=self.trace_id, metadata=self.metadata)
+        last_status = self.last_status
+        poll = self.polls_done
+        if poll:
+            # Past the deadline (a triggerer that was down) this does not wait: one last poll
+            # still lets an object that finished meanwhile win over the timeout.
+            await self._sleep(poll, self.min_first_wait)
+        while True:
+            poll += 1
+            retry_after = 0.0
+            try:
+                polled = await self.fetch(hook)
+            except PortkeyTransientError as error:
+                self.log.warning(
+                    "Still waiting on %s %s after a transient error: %s", self.noun, self.target_id(), error
+                )
+                retry_after = error.retry_after or 0.0
+            except Exception as error:
+                return {"status": EVENT_ERROR, "message": str(error)}
+            else:
+                last_status = str(polled.status.value)
+                if self.is_done(polled):
+                    failed = last_status in self.fail_on_statuses
+                    return {
+                        "status": EVENT_FAILURE if failed else EVENT_SUCCESS,
+                        "message": polled.describe(),
+                        self.noun: polled.to_json(),
+                    }
+                self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), last_status)
+            if not await self._sleep(poll, retry_after):
+                return self._timeout_event(last_status)
+
+    async def _sleep(self, poll: int, retry_after: float) -> bool:
+        """Wait before poll number ``poll + 1``; ``False`` (without waiting) once the deadline has passed."""
+        remaining = self.deadline - time.time()
+        if remaining <= 0:
+            return False
+        interval = poll_interval(
+            self.poll_interval,
+            poll,
+            exponential_backoff=self.exponential_backoff,
+            jitter_key="#".join(self.target_path()),
+            max_wait=self.max_wait,
+        )
+        # Sleep at most until the deadline, then poll once more: an object that finished meanwhile wins.
+        await asyncio.sleep(min(max(interval, retry_after), remaining))
+        return True
+
+    def _timeout_event(self, last_status: str | None) -> dict[str, Any]:
+        return {
+            "status": EVENT_TIMEOUT,
+            "message": f"{self.subject()} reached no terminal status before the deadline; "
+            f"last status seen: {last_status}",
+            "last_status": last_status,
+        }
