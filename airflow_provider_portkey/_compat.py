@@ -1,26 +1,72 @@
-"""The one module that knows where Airflow keeps things; everything else imports from here."""
+"""The one module that knows where Airflow keeps things; everything else imports from here.
+
+Each name comes from the Task SDK first, so a current Airflow never touches a deprecated path (nor
+warns); only where that import fails does it fall back to where older Airflow 3 releases keep it:
+
+- ``BaseHook``: ``airflow.sdk`` (3.1+), else ``airflow.hooks.base`` (3.0);
+- ``conf``: ``airflow.sdk`` (3.2+), else ``airflow.configuration`` (3.0, 3.1);
+- the exceptions: ``airflow.sdk.exceptions`` (3.2+), else ``airflow.exceptions`` (3.0, 3.1), all from
+  the same module so that the task runner of that release catches them.
+
+The rest is in the same place on every supported Airflow (3.0.6 and later). Type checkers see the
+``airflow.sdk`` names only.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.sdk import (
-    BaseHook,
     BaseOperator,
     BaseOperatorLink,
     BaseSensorOperator,
     Connection,
     Context,
     PokeReturnValue,
-    conf,
 )
-from airflow.sdk.exceptions import (
-    AirflowException,
-    AirflowFailException,
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    TaskDeferred,
-)
+
+# Public since Airflow 3.0.6 (the floor in pyproject.toml); earlier 3.0 releases only had a private path.
 from airflow.sdk.log import mask_secret
+
+# Triggers are not part of the Task SDK yet: this is their non-deprecated home on every Airflow 3.
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseHook, conf
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+else:
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # Airflow 3.0
+        from airflow.hooks.base import BaseHook
+
+    try:
+        from airflow.sdk import conf
+    except ImportError:  # Airflow 3.0, 3.1
+        from airflow.configuration import conf
+
+    try:
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            TaskDeferred,
+        )
+    except ImportError:  # Airflow 3.0, 3.1: their task runner catches these from airflow.exceptions
+        from airflow.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            TaskDeferred,
+        )
 
 __all__ = [
     "AirflowException",
