@@ -12,6 +12,7 @@ when the failure proves the server did nothing: otherwise a retry may start a se
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -57,13 +58,18 @@ _RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: after the upstream acted (the gateway timed out or lost the answer), so they prove nothing.
 _NOTHING_DONE_STATUSES = frozenset({429, 503})
 _EXCERPT_CHARS = 200
+_QUOTED_ID_CHARS = 80
+_RESPONSE_ID_CHARS = 100
 
 
 def validate_id(name: str, value: object) -> str:
     """Reject what a template can render to by mistake (``None``, ``""``, ``../runs``) before any request."""
     if not isinstance(value, str) or not _ID.fullmatch(value) or value == "None":
+        shown = repr(value)
+        if len(shown) > _QUOTED_ID_CHARS:  # a runaway template must not make a megabyte error
+            shown = f"{shown[:_QUOTED_ID_CHARS]}... ({len(shown)} chars)"
         raise InvalidIdError(
-            f"{name} must be a non-empty API id of letters, digits, '_' or '-' (at most 256), got {value!r}"
+            f"{name} must be a non-empty API id of letters, digits, '_' or '-' (at most 256), got {shown}"
         )
     return value
 
@@ -353,7 +359,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _api_message(payload: Any) -> str | None:
@@ -380,8 +386,17 @@ def _decode(body: bytes) -> Any:
     """The JSON value of ``body``, or ``_NOT_JSON`` (a body of ``null`` is JSON, just not an object)."""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return _NOT_JSON
+
+
+def response_id(headers: Mapping[str, str], name: str, secrets: Collection[str]) -> str | None:
+    """A request/trace id header, fit to quote: short, printable, and never echoing a secret."""
+    value = headers.get(name)
+    if not value:
+        return None
+    value = redact("".join(ch for ch in value if ch.isprintable()), secrets)
+    return value[:_RESPONSE_ID_CHARS]
 
 
 def error_for_status(
@@ -392,8 +407,8 @@ def error_for_status(
     details: dict[str, Any] = {
         "status": status,
         "api_message": redact(message, secrets) if message else None,
-        "request_id": headers.get("x-request-id"),
-        "trace_id": headers.get("x-portkey-trace-id"),
+        "request_id": response_id(headers, "x-request-id", secrets),
+        "trace_id": response_id(headers, "x-portkey-trace-id", secrets),
     }
     if message is None and body:
         details["api_message"] = f"body {excerpt(body, secrets)}"
@@ -437,8 +452,8 @@ def interpret_response(
             request.description,
             what=f"the body is not JSON: {excerpt(body, secrets)}",
             status=status,
-            request_id=headers.get("x-request-id"),
-            trace_id=headers.get("x-portkey-trace-id"),
+            request_id=response_id(headers, "x-request-id", secrets),
+            trace_id=response_id(headers, "x-portkey-trace-id", secrets),
         )
     return payload
 

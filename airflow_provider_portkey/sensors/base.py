@@ -196,9 +196,15 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     def _get_next_poke_interval(
         self, started_at: Any, run_duration: Callable[[], float], poke_count: int
     ) -> float:
-        """Airflow's interval (with its backoff), but never sooner than a ``Retry-After`` the server sent."""
+        """
+        Airflow's interval (with its backoff), but never sooner than a ``Retry-After`` the server sent.
+
+        The ``Retry-After`` floor stops at the sensor's own deadline: a server asking for an hour (or
+        forever) must not make a sensor with a shorter ``timeout`` sleep past it.
+        """
         interval: float = super()._get_next_poke_interval(started_at, run_duration, poke_count)
-        return max(interval, self._retry_after)
+        remaining = max(0.0, self.timeout - (time.time() - self._started_at))
+        return max(interval, min(self._retry_after, remaining))
 
     def _timeout_message(self) -> str:
         return (
