@@ -11,6 +11,7 @@ when the failure proves the server did nothing: otherwise a retry may start a se
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -22,9 +23,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-import httpx
-import requests
-import urllib3.exceptions
 from pydantic import ValidationError
 
 from airflow_provider_portkey.errors import (
@@ -458,17 +456,27 @@ def interpret_response(
     return payload
 
 
-#: Transport failures raised before a connection existed, so before any byte of the request left:
-#: refused, unreachable, name not resolved, connect timeout (urllib3 under ``requests``), and
-#: httpx's connect errors and pool timeout (no connection became free to send on).
-_NEVER_CONNECTED: tuple[type[BaseException], ...] = (
-    urllib3.exceptions.NewConnectionError,
-    urllib3.exceptions.ConnectTimeoutError,
-    requests.exceptions.ConnectTimeout,
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-)
+@functools.cache
+def _never_connected_types() -> tuple[type[BaseException], ...]:
+    """
+    Transport failures raised before a connection existed, so before any byte of the request left:
+    refused, unreachable, name not resolved, connect timeout (urllib3 under ``requests``), and
+    httpx's connect errors and pool timeout (no connection became free to send on).
+
+    Imported on first failure, not with this module: DAG files import the sensors, which import this.
+    """
+    import httpx
+    import requests
+    import urllib3.exceptions
+
+    return (
+        urllib3.exceptions.NewConnectionError,
+        urllib3.exceptions.ConnectTimeoutError,
+        requests.exceptions.ConnectTimeout,
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.PoolTimeout,
+    )
 
 
 def never_connected(error: BaseException) -> bool:
@@ -487,7 +495,7 @@ def never_connected(error: BaseException) -> bool:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, _NEVER_CONNECTED):
+        if isinstance(current, _never_connected_types()):
             return True
         pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
         if current.args:

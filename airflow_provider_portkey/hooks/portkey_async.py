@@ -8,9 +8,11 @@ they sleep. Requests and responses go through the same core as :class:`PortkeyHo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import weakref
-from collections.abc import Collection
+from collections.abc import AsyncGenerator, Collection
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,28 +31,65 @@ from airflow_provider_portkey.hooks.base import PortkeyBaseHook
 from airflow_provider_portkey.models import Run, RunStep
 from airflow_provider_portkey.settings import PortkeySettings
 
-_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-_shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)  # = MAX_IN_FLIGHT: no idle churn
+#: Requests in flight per event loop. httpcore's pool does work proportional to waiting requests x
+#: open connections on every event, so thousands of triggers polling at once (say, after a
+#: triggerer restart) collapse without a bound; queueing here is cheap and fair.
+MAX_IN_FLIGHT = 64
+
+
+@dataclass
+class _LoopTransport:
+    """What one event loop shares among all its hooks: the client, the in-flight bound, its closer."""
+
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+    closer: AsyncGenerator[None, None]
+
+
+_transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopTransport] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def shared_client() -> httpx.AsyncClient:
-    """The one HTTP client of the running event loop (created on first use)."""
+async def _close_at_loop_shutdown(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """
+    Parked at its ``yield`` for the loop's lifetime; ``asyncio.run`` finalizes it on shutdown.
+
+    ``airflow dags test`` runs each deferral on a fresh ``asyncio.run`` loop: this closes that
+    loop's client before the loop goes, so no connection outlives it.
+    """
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+def _transport() -> _LoopTransport:
     loop = asyncio.get_running_loop()
-    client = _shared_clients.get(loop)
-    if client is None or client.is_closed:
+    transport = _transports.get(loop)
+    if transport is None or transport.client.is_closed:
         # trust_env: the same proxy and CA settings from the environment as the sync hook's requests.
         client = httpx.AsyncClient(follow_redirects=False, limits=_LIMITS, trust_env=True)
-        _shared_clients[loop] = client
-    return client
+        closer = _close_at_loop_shutdown(client)
+        # Run it to its yield now (it awaits nothing before), so the loop tracks it for shutdown.
+        with contextlib.suppress(StopIteration):
+            closer.asend(None).send(None)
+        transport = _LoopTransport(client, asyncio.Semaphore(MAX_IN_FLIGHT), closer)
+        _transports[loop] = transport
+    return transport
+
+
+def shared_client() -> httpx.AsyncClient:
+    """The one HTTP client of the running event loop (created on first use)."""
+    return _transport().client
 
 
 async def close_shared_client() -> None:
-    """Close the running loop's shared client (tests and orderly shutdowns)."""
-    client = _shared_clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
+    """Close the running loop's shared client now (tests and orderly shutdowns)."""
+    transport = _transports.pop(asyncio.get_running_loop(), None)
+    if transport is not None:
+        await transport.closer.aclose()
 
 
 class PortkeyAsyncHook(PortkeyBaseHook):
@@ -80,15 +119,17 @@ class PortkeyAsyncHook(PortkeyBaseHook):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, settings: PortkeySettings, api_request: ApiRequest) -> Any:
+        transport = _transport()
         try:
-            response = await shared_client().request(
-                api_request.method,
-                settings.base_url + api_request.path,
-                params=list(api_request.params),
-                json=api_request.body,
-                headers=self._headers(settings),
-                timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            )
+            async with transport.slots:
+                response = await transport.client.request(
+                    api_request.method,
+                    settings.base_url + api_request.path,
+                    params=list(api_request.params),
+                    json=api_request.body,
+                    headers=self._headers(settings),
+                    timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+                )
         except httpx.HTTPError as error:
             raise connection_error(api_request, error, settings.base_url) from None
         return interpret_response(
