@@ -1,0 +1,130 @@
+"""2. Poll cost, async: the trigger's single poll (``PortkeyAsyncHook.get_run_step`` on the shared client)
+vs a bare shared ``httpx.AsyncClient`` GET + ``json.loads``.
+
+Same event loop, same server (the emulator in its own process), same headers, interleaved with the
+order flipped every iteration. The hook is reused across polls, as one trigger reuses its hook; the
+first poll of a trigger also reads the connection, which is reported separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from bench.common import (
+    CONN_ID,
+    RUN_ID,
+    THREAD_ID,
+    Emulator,
+    Result,
+    Row,
+    connection_env,
+    environ,
+    median,
+    percentile,
+)
+
+STEP_ID = "step_async_poll"
+TARGET_RATIO = 1.15
+
+
+def run(n: int = 3000, warmup: int = 200, first_polls: int = 50) -> Result:
+    with Emulator() as emulator, environ(connection_env(emulator.url)):
+        emulator.add_step(STEP_ID, statuses=["in_progress"])
+        return asyncio.run(_measure(n, warmup, first_polls))
+
+
+async def _measure(n: int, warmup: int, first_polls: int) -> Result:
+    from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook, close_shared_client
+
+    result = Result("poll_async")
+    hook = PortkeyAsyncHook(CONN_ID)
+    settings = await hook.get_settings()
+    url = f"{settings.base_url}/threads/{THREAD_ID}/runs/{RUN_ID}/steps/{STEP_ID}"
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    headers = hook._headers(settings)  # exactly what the hook sends
+    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
+    try:
+        async with httpx.AsyncClient(
+            headers=headers, timeout=timeout, limits=limits, trust_env=False, follow_redirects=False
+        ) as client:
+
+            async def provider() -> str:
+                return (await hook.get_run_step(THREAD_ID, RUN_ID, STEP_ID)).status.value
+
+            async def bare() -> str:
+                status: str = json.loads((await client.get(url)).content)["status"]
+                return status
+
+            async def fresh_hook() -> str:  # a trigger's first poll: a new hook reads the connection
+                new = PortkeyAsyncHook(CONN_ID)
+                return (await new.get_run_step(THREAD_ID, RUN_ID, STEP_ID)).status.value
+
+            hook_ns, bare_ns, statuses = await _interleave(provider, bare, n, warmup)
+            first_ns, first_bare_ns, first_statuses = await _interleave(
+                fresh_hook, bare, first_polls, min(warmup, 10)
+            )
+    finally:
+        await close_shared_client()
+    ratio = median(hook_ns) / median(bare_ns)
+    result.rows += [
+        Row(
+            "2 async poll",
+            "median per call",
+            median(hook_ns) / 1e3,
+            "us",
+            median(bare_ns) / 1e3,
+            "httpx.AsyncClient+json.loads",
+            f"ratio <= {TARGET_RATIO}",
+            ratio <= TARGET_RATIO,
+        ),
+        Row(
+            "2 async poll",
+            "p90 per call",
+            percentile(hook_ns, 90) / 1e3,
+            "us",
+            percentile(bare_ns, 90) / 1e3,
+            "httpx.AsyncClient+json.loads",
+        ),
+        Row(
+            "2 async poll",
+            "first poll of a trigger (reads connection)",
+            median(first_ns) / 1e3,
+            "us",
+            median(first_bare_ns) / 1e3,
+            "httpx.AsyncClient+json.loads",
+        ),
+    ]
+    result.checks = {
+        "calls": len(hook_ns),
+        "baseline_calls": len(bare_ns),
+        "first_polls": len(first_ns),
+        "statuses": sorted(set(statuses) | set(first_statuses)),
+        "overhead_us": (median(hook_ns) - median(bare_ns)) / 1e3,
+    }
+    return result
+
+
+async def _interleave(
+    provider: Callable[[], Awaitable[str]], bare: Callable[[], Awaitable[str]], n: int, warmup: int
+) -> tuple[list[int], list[int], list[str]]:
+    hook_ns: list[int] = []
+    bare_ns: list[int] = []
+    statuses: list[str] = []
+    clock = time.perf_counter_ns
+    for i in range(warmup + n):
+        pair = (
+            ((provider, hook_ns), (bare, bare_ns)) if i % 2 == 0 else ((bare, bare_ns), (provider, hook_ns))
+        )
+        for call, sink in pair:
+            start = clock()
+            status = await call()
+            elapsed = clock() - start
+            if i >= warmup:
+                sink.append(elapsed)
+                statuses.append(status)
+    return hook_ns, bare_ns, statuses

@@ -1,0 +1,482 @@
+"""3. Triggerer scale: N concurrent ``RunStepTrigger.run()`` generators on one event loop.
+
+The emulator runs in its own process; the triggers run in a fresh worker process
+(``python -m bench.triggerer --worker ...``) so its RSS and CPU are theirs alone. Each step is scripted
+through the emulator's control API to stay ``in_progress`` for 1-3 polls and then end ``completed``
+(or ``failed`` for one in ten); triggers start spread over ``stagger`` seconds, so they finish at
+staggered times. The same schedule is run a second time by bare coroutines (sleep, GET on one shared
+``httpx.AsyncClient``, ``json.loads``) in another fresh worker: that is the floor each figure is
+compared with.
+
+Measured in the worker: every trigger yields exactly one event with the right status and step
+(nothing lost, nothing duplicated); CPU seconds per poll; peak RSS while all N wait, per waiting
+trigger (RSS delta over the RSS before the first trigger / N); event-loop lag (a ticker task measures
+how much its ``asyncio.sleep(tick)`` oversleeps; p99 and max over the whole run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.common import (
+    CONN_ID,
+    RUN_ID,
+    THREAD_ID,
+    Emulator,
+    Result,
+    Row,
+    child_env,
+    connection_env,
+    cpu_seconds,
+    fmt,
+    percentile,
+    rss_bytes,
+)
+
+#: The full run's schedule: 5,000 triggers polling every 30 s (twice Airflow's default rate of one
+#: poke a minute), starting over 20 s, so all wait at once before the first finishes (at >= 30 s).
+POLL_INTERVAL = 30.0
+STAGGER = 20.0
+TARGET_RSS_KB = 50.0
+TARGET_LAG_MS = 50.0
+VARIANTS = ("bare", "trigger")
+
+
+@dataclass(frozen=True)
+class Step:
+    step_id: str
+    start: float  # seconds after the run begins
+    in_progress_polls: int
+    final: str
+
+    @property
+    def polls(self) -> int:
+        return self.in_progress_polls + 1
+
+    @property
+    def event_status(self) -> str:
+        return "failure" if self.final == "failed" else "success"
+
+
+def plan(n: int, stagger: float, seed: int = 6) -> list[Step]:
+    """The same deterministic schedule for every variant."""
+    rng = random.Random(seed)
+    return [
+        Step(
+            step_id=f"step_{i:05d}",
+            start=stagger * i / n,
+            in_progress_polls=rng.randint(1, 3),
+            final="failed" if rng.random() < 0.1 else "completed",
+        )
+        for i in range(n)
+    ]
+
+
+@dataclass
+class WorkerReport:
+    variant: str
+    n: int
+    events: int
+    lost: int
+    duplicated: int
+    wrong: int
+    polls: int
+    expected_polls: int
+    cpu_seconds: float
+    wall_seconds: float
+    rss_before: int
+    rss_peak_waiting: int
+    rss_samples_waiting: int
+    lag_p50_ms: float
+    lag_p99_ms: float
+    lag_max_ms: float
+    ticks: int
+    nofile_soft: int
+    open_connections_peak: int
+    gc_seconds: float
+    gc_collections: list[int]
+
+
+def run(
+    n: int = 5000,
+    poll_interval: float = POLL_INTERVAL,
+    stagger: float = STAGGER,
+    tick: float = 0.01,
+    timeout: float = 300.0,
+) -> Result:
+    result = Result("triggerer")
+    reports: dict[str, WorkerReport] = {}
+    emulator_cpu: dict[str, float] = {}
+    steps = plan(n, stagger)
+    with Emulator() as emulator:
+        for variant in VARIANTS:
+            emulator.reset()
+            for step in steps:
+                statuses = ["in_progress"] * step.in_progress_polls + [step.final]
+                emulator.add_step(step.step_id, statuses=statuses)
+            cpu_before = emulator.cpu_seconds()
+            reports[variant] = _spawn_worker(emulator.url, variant, n, poll_interval, stagger, tick, timeout)
+            emulator_cpu[variant] = emulator.cpu_seconds() - cpu_before
+    bare, trig = reports["bare"], reports["trigger"]
+    rss_kb = (trig.rss_peak_waiting - trig.rss_before) / n / 1024
+    bare_rss_kb = (bare.rss_peak_waiting - bare.rss_before) / n / 1024
+    cpu_poll_ms = trig.cpu_seconds / max(trig.polls, 1) * 1e3
+    bare_cpu_poll_ms = bare.cpu_seconds / max(bare.polls, 1) * 1e3
+    correct = trig.lost == 0 and trig.duplicated == 0 and trig.wrong == 0 and trig.events == n
+    result.rows += [
+        Row(
+            "3 triggerer",
+            f"N={n}: events lost+duplicated+wrong",
+            trig.lost + trig.duplicated + trig.wrong,
+            "",
+            bare.lost + bare.duplicated + bare.wrong,
+            "bare coroutines",
+            "0 lost",
+            correct,
+        ),
+        Row(
+            "3 triggerer",
+            "CPU per poll",
+            cpu_poll_ms,
+            "ms",
+            bare_cpu_poll_ms,
+            "bare coroutines",
+        ),
+        Row(
+            "3 triggerer",
+            "peak RSS per waiting trigger",
+            rss_kb,
+            "KB",
+            bare_rss_kb,
+            "bare coroutines",
+            f"<= {fmt(TARGET_RSS_KB)} KB",
+            rss_kb <= TARGET_RSS_KB,
+        ),
+        Row(
+            "3 triggerer",
+            "event-loop lag p99",
+            trig.lag_p99_ms,
+            "ms",
+            bare.lag_p99_ms,
+            "bare coroutines",
+            f"<= {fmt(TARGET_LAG_MS)} ms",
+            trig.lag_p99_ms <= TARGET_LAG_MS,
+        ),
+        Row("3 triggerer", "event-loop lag max", trig.lag_max_ms, "ms", bare.lag_max_ms, "bare coroutines"),
+        Row(
+            "3 triggerer",
+            "emulator CPU per poll (other process)",
+            emulator_cpu["trigger"] / max(trig.polls, 1) * 1e3,
+            "ms",
+            emulator_cpu["bare"] / max(bare.polls, 1) * 1e3,
+            "bare coroutines",
+        ),
+    ]
+    result.checks = {
+        "n": n,
+        "poll_interval": poll_interval,
+        "stagger": stagger,
+        "reports": {variant: asdict(report) for variant, report in reports.items()},
+        "emulator_cpu_seconds": emulator_cpu,
+    }
+    result.notes.append(
+        f"{n} triggers, poll interval {fmt(poll_interval)} s, starts spread over {fmt(stagger)} s, "
+        f"2-4 polls each ({trig.polls} polls in {fmt(trig.wall_seconds)} s, "
+        f"{fmt(trig.polls / trig.wall_seconds)} polls/s; bare {fmt(bare.wall_seconds)} s); "
+        f"RSS before {trig.rss_before / 2**20:.0f} MiB, peak while all wait "
+        f"{trig.rss_peak_waiting / 2**20:.0f} MiB; peak open connections {trig.open_connections_peak}; "
+        f"GC {fmt(trig.gc_seconds)} s of the CPU ({trig.gc_collections[2]} full collections)"
+    )
+    return result
+
+
+def _spawn_worker(
+    url: str, variant: str, n: int, poll_interval: float, stagger: float, tick: float, timeout: float
+) -> WorkerReport:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.triggerer",
+        "--worker",
+        f"--variant={variant}",
+        f"--url={url}",
+        f"--n={n}",
+        f"--poll-interval={poll_interval}",
+        f"--stagger={stagger}",
+        f"--tick={tick}",
+        f"--timeout={timeout}",
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=child_env(**connection_env(url)),
+        timeout=timeout + 120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"triggerer worker ({variant}) failed ({done.returncode}): {done.stderr[-3000:]}")
+    return WorkerReport(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# -- the worker process ------------------------------------------------------------------------------
+
+
+def _raise_nofile(wanted: int) -> int:
+    """Raise the soft open-files limit towards the hard limit (a triggerer holds many sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class _GcTimer:
+    """Time spent in the cyclic garbage collector, per generation (via ``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+
+class _Probe:
+    """Counts and samples shared by the waiters and the ticker."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.started = 0
+        self.finished = 0
+        self.polls = 0
+        self.lags: list[float] = []
+        self.rss_peak_waiting = 0
+        self.rss_samples_waiting = 0
+        self.connections_peak = 0
+
+    async def ticker(self, tick: float, stop: asyncio.Event, connections: Callable[[], int]) -> None:
+        clock = time.perf_counter
+        count = 0
+        while not stop.is_set():
+            before = clock()
+            await asyncio.sleep(tick)
+            self.lags.append(clock() - before - tick)
+            count += 1
+            if count % 10 == 0:
+                self.connections_peak = max(self.connections_peak, connections())
+                if self.started == self.n and self.finished == 0:
+                    self.sample_waiting()
+
+    def sample_waiting(self) -> None:
+        self.rss_peak_waiting = max(self.rss_peak_waiting, rss_bytes())
+        self.rss_samples_waiting += 1
+
+
+async def _worker(args: argparse.Namespace) -> WorkerReport:
+    import httpx
+
+    from airflow_provider_portkey.hooks import portkey_async
+    from airflow_provider_portkey.models import RunStep
+    from airflow_provider_portkey.triggers.run_step import RunStepTrigger
+
+    nofile = _raise_nofile(65536)
+    steps = plan(args.n, args.stagger)
+    probe = _Probe(args.n)
+    base_url = args.url + "/v1"
+
+    # Warm up lazy imports and one-time initialisation (Airflow settings on the first mask_secret,
+    # connection lookup, model validation) outside the measurement.
+    settings_headers = await _bare_headers()
+    RunStep.from_api(_sample_step())
+
+    clients: list[Callable[[], httpx.AsyncClient]] = []
+
+    def open_connections() -> int:
+        """Connections in the pools (httpcore internals; 0 if they ever move)."""
+        total = 0
+        for get_client in clients:
+            pool: Any = getattr(getattr(get_client(), "_transport", None), "_pool", None)
+            total += len(getattr(pool, "connections", ()))
+        return total
+
+    if args.variant == "trigger":
+        original = portkey_async.PortkeyAsyncHook.get_run_step
+
+        async def counted(self: portkey_async.PortkeyAsyncHook, *a: Any, **kw: Any) -> RunStep:
+            probe.polls += 1
+            return await original(self, *a, **kw)
+
+        portkey_async.PortkeyAsyncHook.get_run_step = counted  # type: ignore[method-assign]
+        clients.append(portkey_async.shared_client)  # the loop's one client, made on first use
+        deadline = time.time() + args.timeout
+
+        async def wait(step: Step) -> list[dict[str, Any]]:
+            trigger = RunStepTrigger(
+                portkey_conn_id=CONN_ID,
+                thread_id=THREAD_ID,
+                run_id=RUN_ID,
+                step_id=step.step_id,
+                deadline=deadline,
+                poll_interval=args.poll_interval,
+                fail_on_statuses=["failed"],
+            )
+            return [event.payload async for event in trigger.run()]
+
+    else:
+        client = httpx.AsyncClient(
+            headers=settings_headers,
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            trust_env=False,
+        )
+        clients.append(lambda: client)
+
+        async def wait(step: Step) -> list[dict[str, Any]]:
+            url = f"{base_url}/threads/{THREAD_ID}/runs/{RUN_ID}/steps/{step.step_id}"
+            while True:
+                probe.polls += 1
+                payload = json.loads((await client.get(url)).content)
+                if payload["status"] != "in_progress":
+                    status = "failure" if payload["status"] == "failed" else "success"
+                    return [{"status": status, "step": payload}]
+                await asyncio.sleep(args.poll_interval)
+
+    async def one(
+        step: Step, waiter: Callable[[Step], Awaitable[list[dict[str, Any]]]]
+    ) -> list[dict[str, Any]]:
+        await asyncio.sleep(step.start)
+        probe.started += 1
+        if probe.started == probe.n and probe.finished == 0:
+            probe.sample_waiting()
+        try:
+            return await waiter(step)
+        finally:
+            probe.finished += 1
+
+    gc.collect()
+    gc_timer = _GcTimer()
+    gc.callbacks.append(gc_timer)
+    rss_before = rss_bytes()
+    cpu_before = cpu_seconds()
+    wall_before = time.perf_counter()
+    stop = asyncio.Event()
+    ticker = asyncio.create_task(probe.ticker(args.tick, stop, open_connections))
+    outcomes = await asyncio.gather(*(one(step, wait) for step in steps), return_exceptions=True)
+    stop.set()
+    await ticker
+    wall = time.perf_counter() - wall_before
+    cpu = cpu_seconds() - cpu_before
+    gc.callbacks.remove(gc_timer)
+    if args.variant == "bare":
+        await client.aclose()
+    await portkey_async.close_shared_client()
+
+    lost = duplicated = wrong = events = 0
+    errors: list[str] = []
+    for step, outcome in zip(steps, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            lost += 1
+            errors.append(repr(outcome))
+            continue
+        events += len(outcome)
+        if not outcome:
+            lost += 1
+        elif len(outcome) > 1:
+            duplicated += 1
+        event = outcome[0] if outcome else {}
+        if outcome and not (
+            event.get("status") == step.event_status
+            and event.get("step", {}).get("id") == step.step_id
+            and event.get("step", {}).get("status") == step.final
+        ):
+            wrong += 1
+            errors.append(repr(event)[:300])
+    for error in errors[:5]:
+        print(error, file=sys.stderr)
+    lags_ms = [lag * 1e3 for lag in probe.lags] or [0.0]
+    return WorkerReport(
+        variant=args.variant,
+        n=args.n,
+        events=events,
+        lost=lost,
+        duplicated=duplicated,
+        wrong=wrong,
+        polls=probe.polls,
+        expected_polls=sum(step.polls for step in steps),
+        cpu_seconds=cpu,
+        wall_seconds=wall,
+        rss_before=rss_before,
+        rss_peak_waiting=probe.rss_peak_waiting,
+        rss_samples_waiting=probe.rss_samples_waiting,
+        lag_p50_ms=percentile(lags_ms, 50),
+        lag_p99_ms=percentile(lags_ms, 99),
+        lag_max_ms=max(lags_ms),
+        ticks=len(probe.lags),
+        nofile_soft=nofile,
+        open_connections_peak=probe.connections_peak,
+        gc_seconds=gc_timer.seconds,
+        gc_collections=gc_timer.collections,
+    )
+
+
+async def _bare_headers() -> dict[str, str]:
+    """The exact headers the provider sends, so both variants send the same bytes."""
+    from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
+
+    hook = PortkeyAsyncHook(CONN_ID)
+    return hook._headers(await hook.get_settings())
+
+
+def _sample_step() -> dict[str, Any]:
+    return {
+        "id": "step_warmup",
+        "object": "thread.run.step",
+        "created_at": 0,
+        "run_id": RUN_ID,
+        "assistant_id": "asst_x",
+        "thread_id": THREAD_ID,
+        "type": "message_creation",
+        "status": "in_progress",
+        "step_details": {"type": "message_creation", "message_creation": {"message_id": "msg_x"}},
+    }
+
+
+def _worker_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.triggerer")
+    parser.add_argument("--worker", action="store_true", required=True)
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--poll-interval", type=float, required=True)
+    parser.add_argument("--stagger", type=float, required=True)
+    parser.add_argument("--tick", type=float, default=0.01)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    # Airflow logs each poll at INFO to stdout; keep that cost (formatting, writing) but send it to
+    # /dev/null, and keep the real stdout for the one JSON line of the report.
+    report_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    report = asyncio.run(asyncio.wait_for(_worker(args), args.timeout + 60))
+    os.write(report_fd, (json.dumps(asdict(report)) + "\n").encode())
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])
