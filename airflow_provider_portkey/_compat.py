@@ -9,7 +9,8 @@ warns); only where that import fails does it fall back to where older Airflow 3 
   the same module so that the task runner of that release catches them.
 
 The rest is in the same place on every supported Airflow (3.0.6 and later). Type checkers see the
-``airflow.sdk`` names only.
+``airflow.sdk`` names only. ``BaseTrigger`` and ``TriggerEvent`` are imported on first use (see
+``__getattr__``): a DAG file that imports a sensor never needs them.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ from airflow.sdk import (
 # Public since Airflow 3.0.6 (the floor in pyproject.toml); earlier 3.0 releases only had a private path.
 from airflow.sdk.log import mask_secret
 
-# Triggers are not part of the Task SDK yet: this is their non-deprecated home on every Airflow 3.
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
 if TYPE_CHECKING:
     from airflow.sdk import BaseHook, conf
     from airflow.sdk.exceptions import (
@@ -40,6 +38,7 @@ if TYPE_CHECKING:
         AirflowSkipException,
         TaskDeferred,
     )
+    from airflow.triggers.base import BaseTrigger, TriggerEvent
 else:
     try:
         from airflow.sdk import BaseHook
@@ -67,6 +66,23 @@ else:
             AirflowSkipException,
             TaskDeferred,
         )
+
+if not TYPE_CHECKING:  # type checkers see the import above
+
+    def __getattr__(name: str) -> object:
+        """
+        ``BaseTrigger`` and ``TriggerEvent``, imported on first use.
+
+        Triggers are not part of the Task SDK yet; ``airflow.triggers.base`` is their non-deprecated
+        home on every Airflow 3. Only the triggers use them, so a DAG file that imports a sensor does
+        not load that module (and what it pulls in) at parse time.
+        """
+        if name in ("BaseTrigger", "TriggerEvent"):
+            from airflow.triggers import base
+
+            return getattr(base, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AirflowException",

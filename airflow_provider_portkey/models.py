@@ -8,10 +8,17 @@ and run steps keep the exact JSON they were parsed from: what goes to XCom is wh
 from __future__ import annotations
 
 import copy
-from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag
+
+# The statuses live in a dependency-free module (DAG files validate against them); re-exported here.
+from airflow_provider_portkey.statuses import TERMINAL_RUN_STATUSES as TERMINAL_RUN_STATUSES
+from airflow_provider_portkey.statuses import TERMINAL_STEP_STATUSES as TERMINAL_STEP_STATUSES
+from airflow_provider_portkey.statuses import UNSUCCESSFUL_RUN_STATUSES as UNSUCCESSFUL_RUN_STATUSES
+from airflow_provider_portkey.statuses import UNSUCCESSFUL_STEP_STATUSES as UNSUCCESSFUL_STEP_STATUSES
+from airflow_provider_portkey.statuses import RunStatus as RunStatus
+from airflow_provider_portkey.statuses import RunStepStatus as RunStepStatus
 
 
 class _ApiModel(BaseModel):
@@ -40,27 +47,6 @@ class _ApiObject(_ApiModel):
     def to_json(self) -> dict[str, Any]:
         """The object exactly as the API sent it (a copy), ready for XCom."""
         return copy.deepcopy(self._raw) if self._raw else self.model_dump(mode="json", exclude_unset=True)
-
-
-class RunStepStatus(StrEnum):
-    IN_PROGRESS = "in_progress"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    COMPLETED = "completed"
-    EXPIRED = "expired"
-
-    @property
-    def is_terminal(self) -> bool:
-        """True once the step can no longer change."""
-        return self is not RunStepStatus.IN_PROGRESS
-
-    @property
-    def succeeded(self) -> bool:
-        return self is RunStepStatus.COMPLETED
-
-
-TERMINAL_STEP_STATUSES: frozenset[RunStepStatus] = frozenset(s for s in RunStepStatus if s.is_terminal)
-UNSUCCESSFUL_STEP_STATUSES: frozenset[RunStepStatus] = TERMINAL_STEP_STATUSES - {RunStepStatus.COMPLETED}
 
 
 class LastError(_ApiModel):
@@ -242,33 +228,6 @@ class RunStepList(_ApiModel):
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
-
-
-class RunStatus(StrEnum):
-    QUEUED = "queued"
-    IN_PROGRESS = "in_progress"
-    REQUIRES_ACTION = "requires_action"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    COMPLETED = "completed"
-    INCOMPLETE = "incomplete"
-    EXPIRED = "expired"
-
-    @property
-    def is_terminal(self) -> bool:
-        """True once the run can no longer change (``requires_action`` still can: it waits on us)."""
-        return self in TERMINAL_RUN_STATUSES
-
-    @property
-    def succeeded(self) -> bool:
-        return self is RunStatus.COMPLETED
-
-
-TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(
-    {RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.COMPLETED, RunStatus.INCOMPLETE, RunStatus.EXPIRED}
-)
-UNSUCCESSFUL_RUN_STATUSES: frozenset[RunStatus] = TERMINAL_RUN_STATUSES - {RunStatus.COMPLETED}
 
 
 class RequiredFunctionCall(_ApiModel):

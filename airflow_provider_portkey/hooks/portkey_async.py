@@ -125,7 +125,7 @@ class PortkeyAsyncHook(PortkeyBaseHook):
                 response = await transport.client.request(
                     api_request.method,
                     settings.base_url + api_request.path,
-                    params=list(api_request.params),
+                    params=list(api_request.params) or None,  # httpx rebuilds the URL even for []
                     json=api_request.body,
                     headers=self._headers(settings),
                     timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),

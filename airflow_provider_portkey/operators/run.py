@@ -10,10 +10,12 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow_provider_portkey._compat import BaseOperator, Context
-from airflow_provider_portkey.core import validate_include, validate_tool_outputs
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError
-from airflow_provider_portkey.models import RunStatus, RunStepStatus
+from airflow_provider_portkey.statuses import RunStatus, RunStepStatus
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
+
+# A DAG file needs the classes and their constructors only: ``execute`` imports the core (request
+# building, pydantic models) and the hook when it runs.
 
 #: XCom keys :class:`CreateRunOperator` pushes besides the run JSON, for templating downstream.
 THREAD_ID_XCOM_KEY = "thread_id"
@@ -208,6 +210,8 @@ class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
         self.trace_id = trace_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_provider_portkey.core import validate_include
+
         # Checked before any request: templated filters are only known now.
         statuses = _choices("statuses", self.statuses, [status.value for status in RunStepStatus])
         step_types = _choices("step_types", self.step_types, STEP_TYPES)
@@ -269,6 +273,8 @@ class SubmitToolOutputsOperator(PortkeyTaskMixin, BaseOperator):
         self.trace_id = trace_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_portkey.core import validate_tool_outputs
+
         outputs = validate_tool_outputs(self.tool_outputs)
         with self.traced_hook(context) as hook:
             run = hook.get_run(self.thread_id, self.run_id)

@@ -33,12 +33,14 @@ from airflow_provider_portkey._compat import (
     conf,
 )
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyTransientError
+from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
-from airflow_provider_portkey.triggers.base import EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT, Polled
 
+# Only for type hints: a DAG file that imports a sensor must not load the hooks, the triggers, the
+# pydantic models or the HTTP clients; execution imports them where it needs them.
 if TYPE_CHECKING:
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
-    from airflow_provider_portkey.triggers.base import PortkeyPollTrigger
+    from airflow_provider_portkey.triggers.base import Polled, PortkeyPollTrigger
 
 #: Extra time Airflow gives a deferred sensor beyond its own deadline, as a safety net only:
 #: the trigger enforces ``timeout`` itself and reports the last status it saw.

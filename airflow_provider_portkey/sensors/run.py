@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_portkey._compat import AirflowException
 from airflow_provider_portkey.errors import RunUnsuccessfulError
-from airflow_provider_portkey.models import UNSUCCESSFUL_RUN_STATUSES, Run
 from airflow_provider_portkey.sensors.base import PortkeyPollSensor, validate_fail_on_statuses
-from airflow_provider_portkey.triggers.base import Polled
-from airflow_provider_portkey.triggers.run import run_is_done
+from airflow_provider_portkey.statuses import UNSUCCESSFUL_RUN_STATUSES, run_is_done
 
+# Kept out of DAG parsing (see sensors/base.py): the methods that run the wait import what they use.
 if TYPE_CHECKING:
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
+    from airflow_provider_portkey.models import Run
+    from airflow_provider_portkey.triggers.base import Polled
     from airflow_provider_portkey.triggers.run import RunTrigger
 
 DEFAULT_RUN_FAIL_ON_STATUSES: tuple[str, ...] = ("failed", "cancelled", "expired", "incomplete")
@@ -76,9 +77,13 @@ class RunSensor(PortkeyPollSensor):
         return hook.get_run(self.thread_id, self.run_id)
 
     def is_done(self, polled: Polled) -> bool:
+        from airflow_provider_portkey.models import Run
+
         return isinstance(polled, Run) and run_is_done(polled, self.stop_on_requires_action)
 
     def parse(self, payload: Any) -> Run:
+        from airflow_provider_portkey.models import Run
+
         return Run.from_api(payload)
 
     def subject(self) -> str:

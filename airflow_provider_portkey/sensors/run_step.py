@@ -6,15 +6,16 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_portkey._compat import AirflowException
-from airflow_provider_portkey.core import validate_include
 from airflow_provider_portkey.errors import RunStepUnsuccessfulError
-from airflow_provider_portkey.models import UNSUCCESSFUL_STEP_STATUSES, RunStep
 from airflow_provider_portkey.sensors import base
 from airflow_provider_portkey.sensors.base import PortkeyPollSensor
-from airflow_provider_portkey.triggers.base import Polled
+from airflow_provider_portkey.statuses import UNSUCCESSFUL_STEP_STATUSES
 
+# Kept out of DAG parsing (see sensors/base.py): the methods that run the wait import what they use.
 if TYPE_CHECKING:
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
+    from airflow_provider_portkey.models import RunStep
+    from airflow_provider_portkey.triggers.base import Polled
     from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
 DEFAULT_FAIL_ON_STATUSES: tuple[str, ...] = ("failed", "cancelled", "expired")
@@ -93,9 +94,13 @@ class RunStepSensor(PortkeyPollSensor):
         return hook.get_run_step(self.thread_id, self.run_id, self.step_id, self.include)
 
     def is_done(self, polled: Polled) -> bool:
+        from airflow_provider_portkey.models import RunStep
+
         return isinstance(polled, RunStep) and polled.is_terminal
 
     def parse(self, payload: Any) -> RunStep:
+        from airflow_provider_portkey.models import RunStep
+
         return RunStep.from_api(payload)
 
     def subject(self) -> str:
@@ -108,6 +113,7 @@ class RunStepSensor(PortkeyPollSensor):
         return RunStepUnsuccessfulError(polled.describe())
 
     def make_trigger(self, **common: Any) -> RunStepTrigger:
+        from airflow_provider_portkey.core import validate_include
         from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
         return RunStepTrigger(

@@ -17,13 +17,7 @@ from airflow_provider_portkey._compat import BaseTrigger, TriggerEvent
 from airflow_provider_portkey.errors import PortkeyTransientError
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
 from airflow_provider_portkey.polling import poll_interval
-
-#: The ``status`` of the one event a :class:`PortkeyPollTrigger` yields.
-EVENT_SUCCESS = "success"
-EVENT_FAILURE = "failure"
-EVENT_TIMEOUT = "timeout"
-EVENT_ERROR = "error"
-EVENT_STATUSES = frozenset({EVENT_SUCCESS, EVENT_FAILURE, EVENT_TIMEOUT, EVENT_ERROR})
+from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_FAILURE, EVENT_SUCCESS, EVENT_TIMEOUT
 
 
 class Polled(Protocol):

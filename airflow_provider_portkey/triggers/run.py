@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
 from airflow_provider_portkey.models import Run
+from airflow_provider_portkey.statuses import run_is_done
 from airflow_provider_portkey.triggers.base import Polled, PortkeyPollTrigger
 
 
@@ -75,8 +76,3 @@ class RunTrigger(PortkeyPollTrigger):
 
     def is_done(self, polled: Polled) -> bool:
         return isinstance(polled, Run) and run_is_done(polled, self.stop_on_requires_action)
-
-
-def run_is_done(run: Run, stop_on_requires_action: bool) -> bool:
-    """Where waiting on a run ends: a terminal status, or ``requires_action`` when asked (both modes)."""
-    return run.is_terminal or (stop_on_requires_action and run.requires_action)

@@ -7,15 +7,14 @@ from typing import Any
 
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
 from airflow_provider_portkey.models import RunStep
-from airflow_provider_portkey.triggers.base import (
+from airflow_provider_portkey.statuses import (
     EVENT_ERROR,
     EVENT_FAILURE,
     EVENT_STATUSES,
     EVENT_SUCCESS,
     EVENT_TIMEOUT,
-    Polled,
-    PortkeyPollTrigger,
 )
+from airflow_provider_portkey.triggers.base import Polled, PortkeyPollTrigger
 
 __all__ = [
     "EVENT_ERROR",
