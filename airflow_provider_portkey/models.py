@@ -8,7 +8,7 @@ and run steps keep the exact JSON they were parsed from: what goes to XCom is wh
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag
 
@@ -47,6 +47,22 @@ class _ApiObject(_ApiModel):
     def to_json(self) -> dict[str, Any]:
         """The object exactly as the API sent it (a copy), ready for XCom."""
         return copy.deepcopy(self._raw) if self._raw else self.model_dump(mode="json", exclude_unset=True)
+
+
+class _StatusObject(_ApiObject):
+    """An API object with a lifecycle (a run, a run step): what its status says about it."""
+
+    # Each subclass declares its own ``status`` field (declared here, pydantic would list it first).
+    if TYPE_CHECKING:
+        status: RunStatus | RunStepStatus
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status.succeeded
 
 
 class LastError(_ApiModel):
@@ -182,7 +198,7 @@ StepDetails = Annotated[
 ]
 
 
-class RunStep(_ApiObject):
+class RunStep(_StatusObject):
     """A step in the execution of a run (``object: thread.run.step``)."""
 
     id: str
@@ -203,14 +219,6 @@ class RunStep(_ApiObject):
     completed_at: int | None = None
     metadata: dict[str, Any] | None = None
     usage: Usage | None = None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status.succeeded
 
     def describe(self) -> str:
         """One line for logs and failure messages: which step, how it ended, and why."""
@@ -260,7 +268,7 @@ class IncompleteDetails(_ApiModel):
     reason: str | None = None
 
 
-class Run(_ApiObject):
+class Run(_StatusObject):
     """An execution of an assistant on a thread (``object: thread.run``)."""
 
     id: str
@@ -280,14 +288,6 @@ class Run(_ApiObject):
     model: str | None = None
     metadata: dict[str, Any] | None = None
     usage: Usage | None = None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status.succeeded
 
     @property
     def requires_action(self) -> bool:

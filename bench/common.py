@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import requests
 
@@ -55,6 +55,66 @@ class Result:
     checks: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+_Call = TypeVar("_Call")
+
+
+@dataclass
+class Timings:
+    """A provider call timed against a bare baseline call, interleaved so drift hits both alike."""
+
+    provider_ns: list[int] = field(default_factory=list)
+    bare_ns: list[int] = field(default_factory=list)
+    #: The status every kept call returned (both calls poll the same object).
+    statuses: list[str] = field(default_factory=list)
+
+    def calls(
+        self, provider: _Call, bare: _Call, n: int, warmup: int
+    ) -> Iterator[tuple[_Call, list[int] | None]]:
+        """Each call to make, in order (flipped every iteration), with where its time goes (None: warm-up)."""
+        for i in range(warmup + n):
+            pair = ((provider, self.provider_ns), (bare, self.bare_ns))
+            for call, sink in pair if i % 2 == 0 else pair[::-1]:
+                yield call, sink if i >= warmup else None
+
+    def add(self, sink: list[int] | None, elapsed_ns: int, status: str) -> None:
+        """Keep one call's time and status (unless it was a warm-up call)."""
+        if sink is not None:
+            sink.append(elapsed_ns)
+            self.statuses.append(status)
+
+    def rows(self, measurement: str, baseline_name: str, target_ratio: float) -> list[Row]:
+        """The median (against ``target_ratio``) and p90 per call, in microseconds."""
+        ratio = median(self.provider_ns) / median(self.bare_ns)
+        return [
+            Row(
+                measurement,
+                "median per call",
+                median(self.provider_ns) / 1e3,
+                "us",
+                median(self.bare_ns) / 1e3,
+                baseline_name,
+                f"ratio <= {target_ratio}",
+                ratio <= target_ratio,
+            ),
+            Row(
+                measurement,
+                "p90 per call",
+                percentile(self.provider_ns, 90) / 1e3,
+                "us",
+                percentile(self.bare_ns, 90) / 1e3,
+                baseline_name,
+            ),
+        ]
+
+    def checks(self) -> dict[str, Any]:
+        return {
+            "calls": len(self.provider_ns),
+            "baseline_calls": len(self.bare_ns),
+            "statuses": sorted(set(self.statuses)),
+            "overhead_us": (median(self.provider_ns) - median(self.bare_ns)) / 1e3,
+        }
 
 
 def median(values: Sequence[float]) -> float:

@@ -22,10 +22,10 @@ from bench.common import (
     Emulator,
     Result,
     Row,
+    Timings,
     connection_env,
     environ,
     median,
-    percentile,
 )
 
 STEP_ID = "step_async_poll"
@@ -64,67 +64,35 @@ async def _measure(n: int, warmup: int, first_polls: int) -> Result:
                 new = PortkeyAsyncHook(CONN_ID)
                 return (await new.get_run_step(THREAD_ID, RUN_ID, STEP_ID)).status.value
 
-            hook_ns, bare_ns, statuses = await _interleave(provider, bare, n, warmup)
-            first_ns, first_bare_ns, first_statuses = await _interleave(
-                fresh_hook, bare, first_polls, min(warmup, 10)
-            )
+            polls = await _interleave(provider, bare, n, warmup)
+            first = await _interleave(fresh_hook, bare, first_polls, min(warmup, 10))
     finally:
         await close_shared_client()
-    ratio = median(hook_ns) / median(bare_ns)
     result.rows += [
-        Row(
-            "2 async poll",
-            "median per call",
-            median(hook_ns) / 1e3,
-            "us",
-            median(bare_ns) / 1e3,
-            "httpx.AsyncClient+json.loads",
-            f"ratio <= {TARGET_RATIO}",
-            ratio <= TARGET_RATIO,
-        ),
-        Row(
-            "2 async poll",
-            "p90 per call",
-            percentile(hook_ns, 90) / 1e3,
-            "us",
-            percentile(bare_ns, 90) / 1e3,
-            "httpx.AsyncClient+json.loads",
-        ),
+        *polls.rows("2 async poll", "httpx.AsyncClient+json.loads", TARGET_RATIO),
         Row(
             "2 async poll",
             "first poll of a trigger (reads connection)",
-            median(first_ns) / 1e3,
+            median(first.provider_ns) / 1e3,
             "us",
-            median(first_bare_ns) / 1e3,
+            median(first.bare_ns) / 1e3,
             "httpx.AsyncClient+json.loads",
         ),
     ]
     result.checks = {
-        "calls": len(hook_ns),
-        "baseline_calls": len(bare_ns),
-        "first_polls": len(first_ns),
-        "statuses": sorted(set(statuses) | set(first_statuses)),
-        "overhead_us": (median(hook_ns) - median(bare_ns)) / 1e3,
+        **polls.checks(),
+        "first_polls": len(first.provider_ns),
+        "statuses": sorted(set(polls.statuses) | set(first.statuses)),
     }
     return result
 
 
 async def _interleave(
     provider: Callable[[], Awaitable[str]], bare: Callable[[], Awaitable[str]], n: int, warmup: int
-) -> tuple[list[int], list[int], list[str]]:
-    hook_ns: list[int] = []
-    bare_ns: list[int] = []
-    statuses: list[str] = []
-    clock = time.perf_counter_ns
-    for i in range(warmup + n):
-        pair = (
-            ((provider, hook_ns), (bare, bare_ns)) if i % 2 == 0 else ((bare, bare_ns), (provider, hook_ns))
-        )
-        for call, sink in pair:
-            start = clock()
-            status = await call()
-            elapsed = clock() - start
-            if i >= warmup:
-                sink.append(elapsed)
-                statuses.append(status)
-    return hook_ns, bare_ns, statuses
+) -> Timings:
+    timings = Timings()
+    for call, sink in timings.calls(provider, bare, n, warmup):
+        start = time.perf_counter_ns()
+        status = await call()
+        timings.add(sink, time.perf_counter_ns() - start, status)
+    return timings

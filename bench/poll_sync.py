@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import requests
 
@@ -18,11 +17,9 @@ from bench.common import (
     THREAD_ID,
     Emulator,
     Result,
-    Row,
+    Timings,
     connection_env,
     environ,
-    median,
-    percentile,
 )
 
 STEP_ID = "step_sync_poll"
@@ -49,54 +46,11 @@ def run(n: int = 3000, warmup: int = 200) -> Result:
                 status: str = json.loads(session.get(url, timeout=timeout).content)["status"]
                 return status
 
-            hook_ns, bare_ns, statuses = _interleave(provider, bare, n, warmup)
-    ratio = median(hook_ns) / median(bare_ns)
-    result.rows += [
-        Row(
-            "1 sync poll",
-            "median per call",
-            median(hook_ns) / 1e3,
-            "us",
-            median(bare_ns) / 1e3,
-            "requests+json.loads",
-            f"ratio <= {TARGET_RATIO}",
-            ratio <= TARGET_RATIO,
-        ),
-        Row(
-            "1 sync poll",
-            "p90 per call",
-            percentile(hook_ns, 90) / 1e3,
-            "us",
-            percentile(bare_ns, 90) / 1e3,
-            "requests+json.loads",
-        ),
-    ]
-    result.checks = {
-        "calls": len(hook_ns),
-        "baseline_calls": len(bare_ns),
-        "statuses": sorted(set(statuses)),
-        "overhead_us": (median(hook_ns) - median(bare_ns)) / 1e3,
-    }
+            timings = Timings()
+            for call, sink in timings.calls(provider, bare, n, warmup):
+                start = time.perf_counter_ns()
+                status = call()
+                timings.add(sink, time.perf_counter_ns() - start, status)
+    result.rows += timings.rows("1 sync poll", "requests+json.loads", TARGET_RATIO)
+    result.checks = timings.checks()
     return result
-
-
-def _interleave(
-    provider: Callable[[], str], bare: Callable[[], str], n: int, warmup: int
-) -> tuple[list[int], list[int], list[str]]:
-    """Time ``provider`` and ``bare`` alternately (order flipped every iteration); drop the warm-up."""
-    hook_ns: list[int] = []
-    bare_ns: list[int] = []
-    statuses: list[str] = []
-    clock = time.perf_counter_ns
-    for i in range(warmup + n):
-        pair = (
-            ((provider, hook_ns), (bare, bare_ns)) if i % 2 == 0 else ((bare, bare_ns), (provider, hook_ns))
-        )
-        for call, sink in pair:
-            start = clock()
-            status = call()
-            elapsed = clock() - start
-            if i >= warmup:
-                sink.append(elapsed)
-                statuses.append(status)
-    return hook_ns, bare_ns, statuses

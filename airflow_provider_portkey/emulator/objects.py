@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 RunStatus = Literal[
     "queued",
@@ -21,17 +21,7 @@ RunStatus = Literal[
     "incomplete",
     "expired",
 ]
-RUN_STATUSES: tuple[str, ...] = (
-    "queued",
-    "in_progress",
-    "requires_action",
-    "cancelling",
-    "cancelled",
-    "failed",
-    "completed",
-    "incomplete",
-    "expired",
-)
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 RUN_TERMINAL_STATUSES = frozenset({"cancelled", "failed", "completed", "incomplete", "expired"})
 STEP_TERMINAL_STATUSES = frozenset({"cancelled", "failed", "completed", "expired"})
 

@@ -382,26 +382,25 @@ class EmulatorState:
 
     def cancel_run(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
         """Start cancelling a run (RunError 400 if it has ended); None if unknown."""
-        with self._lock:
-            agent = self._agent(thread_id, run_id)
-            if agent is None:
-                return None
-            now = self.clock()
-            agent.advance_to(now, poll=False)
-            agent.cancel(now)
-            return agent.render()
+        return self._change_run(thread_id, run_id, AgentRun.cancel)
 
     def submit_tool_outputs(
         self, thread_id: str, run_id: str, outputs: list[tuple[str, str]]
     ) -> dict[str, Any] | None:
         """Answer a run's pending tool calls (RunError 400 if it is not waiting for them); None if unknown."""
+        return self._change_run(thread_id, run_id, lambda agent, now: agent.submit_tool_outputs(now, outputs))
+
+    def _change_run(
+        self, thread_id: str, run_id: str, change: Callable[[AgentRun, float], None]
+    ) -> dict[str, Any] | None:
+        """Bring a run up to now (not a poll), apply `change` at now, render it; None if unknown."""
         with self._lock:
             agent = self._agent(thread_id, run_id)
             if agent is None:
                 return None
             now = self.clock()
             agent.advance_to(now, poll=False)
-            agent.submit_tool_outputs(now, outputs)
+            change(agent, now)
             return agent.render()
 
     @property

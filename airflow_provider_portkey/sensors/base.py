@@ -21,7 +21,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 
 from airflow_provider_portkey._compat import (
     AirflowException,
@@ -40,7 +40,7 @@ from airflow_provider_portkey.tracing import PortkeyTaskMixin
 # pydantic models or the HTTP clients; execution imports them where it needs them.
 if TYPE_CHECKING:
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
-    from airflow_provider_portkey.triggers.base import Polled, PortkeyPollTrigger
+    from airflow_provider_portkey.triggers.base import Polled, PollOptions, PortkeyPollTrigger
 
 #: Extra time Airflow gives a deferred sensor beyond its own deadline, as a safety net only:
 #: the trigger enforces ``timeout`` itself and reports the last status it saw.
@@ -131,7 +131,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         """The no-retry failure for an object that ended in one of ``fail_on_statuses``."""
 
     @abstractmethod
-    def make_trigger(self, **common: Any) -> PortkeyPollTrigger:
+    def make_trigger(self, **common: Unpack[PollOptions]) -> PortkeyPollTrigger:
         """The trigger to defer to, given the kwargs every trigger takes (deadline, schedule, trace)."""
 
     # -- the shared mechanism ---------------------------------------------------------------------------

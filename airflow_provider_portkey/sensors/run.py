@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from airflow_provider_portkey._compat import AirflowException
 from airflow_provider_portkey.errors import RunUnsuccessfulError
@@ -14,7 +14,7 @@ from airflow_provider_portkey.statuses import UNSUCCESSFUL_RUN_STATUSES, run_is_
 if TYPE_CHECKING:
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
     from airflow_provider_portkey.models import Run
-    from airflow_provider_portkey.triggers.base import Polled
+    from airflow_provider_portkey.triggers.base import Polled, PollOptions
     from airflow_provider_portkey.triggers.run import RunTrigger
 
 DEFAULT_RUN_FAIL_ON_STATUSES: tuple[str, ...] = ("failed", "cancelled", "expired", "incomplete")
@@ -95,7 +95,7 @@ class RunSensor(PortkeyPollSensor):
     def unsuccessful(self, polled: Polled) -> AirflowException:
         return RunUnsuccessfulError(polled.describe())
 
-    def make_trigger(self, **common: Any) -> RunTrigger:
+    def make_trigger(self, **common: Unpack[PollOptions]) -> RunTrigger:
         from airflow_provider_portkey.triggers.run import RunTrigger
 
         return RunTrigger(

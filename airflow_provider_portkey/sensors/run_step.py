@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from airflow_provider_portkey._compat import AirflowException
 from airflow_provider_portkey.errors import RunStepUnsuccessfulError
@@ -15,7 +15,7 @@ from airflow_provider_portkey.statuses import UNSUCCESSFUL_STEP_STATUSES
 if TYPE_CHECKING:
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
     from airflow_provider_portkey.models import RunStep
-    from airflow_provider_portkey.triggers.base import Polled
+    from airflow_provider_portkey.triggers.base import Polled, PollOptions
     from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
 DEFAULT_FAIL_ON_STATUSES: tuple[str, ...] = ("failed", "cancelled", "expired")
@@ -112,7 +112,7 @@ class RunStepSensor(PortkeyPollSensor):
     def unsuccessful(self, polled: Polled) -> AirflowException:
         return RunStepUnsuccessfulError(polled.describe())
 
-    def make_trigger(self, **common: Any) -> RunStepTrigger:
+    def make_trigger(self, **common: Unpack[PollOptions]) -> RunStepTrigger:
         from airflow_provider_portkey.core import validate_include
         from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 

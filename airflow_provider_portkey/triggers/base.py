@@ -11,7 +11,7 @@ import asyncio
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from airflow_provider_portkey._compat import BaseTrigger, TriggerEvent
 from airflow_provider_portkey.errors import PortkeyTransientError
@@ -31,6 +31,33 @@ class Polled(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
+class _RequiredPollOptions(TypedDict):
+    portkey_conn_id: str
+    deadline: float
+    poll_interval: float
+
+
+class PollOptions(_RequiredPollOptions, total=False):
+    """
+    The kwargs every trigger takes besides what it polls (see :class:`PortkeyPollTrigger`).
+
+    Subclasses take them as ``**options: Unpack[PollOptions]`` and list only their own target
+    fields; the names are also the serialized kwargs' names.
+    """
+
+    exponential_backoff: bool
+    max_wait: float | None
+    fail_on_statuses: Sequence[str]
+    last_status: str | None
+    trace_id: str | None
+    metadata: Mapping[str, str] | None
+    polls_done: int
+    min_first_wait: float
+
+
+_POLL_OPTION_NAMES = PollOptions.__required_keys__ | PollOptions.__optional_keys__
+
+
 class PortkeyPollTrigger(BaseTrigger):
     """
     Poll an API object until it is done, the deadline passes, or a permanent error occurs.
@@ -45,7 +72,11 @@ class PortkeyPollTrigger(BaseTrigger):
     leaves nothing open. Requests carry the deferring task's trace id and metadata, so they land
     in the same Portkey trace as the task's own.
 
+    :param portkey_conn_id: Airflow connection of type ``portkey``.
     :param deadline: Epoch seconds after which the wait ends with a ``timeout`` event.
+    :param poll_interval: Seconds between polls (before backoff).
+    :param exponential_backoff: Grow the interval as poke mode does.
+    :param max_wait: Longest interval with backoff.
     :param fail_on_statuses: Final statuses reported as ``failure`` rather than ``success``.
     :param last_status: The status the sensor saw before deferring, for the timeout message.
     :param trace_id: ``x-portkey-trace-id`` of the task that deferred.
@@ -59,33 +90,25 @@ class PortkeyPollTrigger(BaseTrigger):
     #: How log lines name what is waited on ("step", "run"); also the key of its JSON in an event.
     noun: str
 
-    def __init__(
-        self,
-        *,
-        portkey_conn_id: str,
-        deadline: float,
-        poll_interval: float,
-        exponential_backoff: bool = False,
-        max_wait: float | None = None,
-        fail_on_statuses: Sequence[str] = (),
-        last_status: str | None = None,
-        trace_id: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        polls_done: int = 0,
-        min_first_wait: float = 0.0,
-    ) -> None:
+    def __init__(self, **options: Unpack[PollOptions]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
-        self.portkey_conn_id = portkey_conn_id
-        self.deadline = float(deadline)
-        self.poll_interval = float(poll_interval)
-        self.exponential_backoff = exponential_backoff
-        self.max_wait = max_wait
-        self.fail_on_statuses = list(fail_on_statuses)
-        self.last_status = last_status
-        self.trace_id = trace_id
-        self.metadata = dict(metadata or {})
-        self.polls_done = int(polls_done)
-        self.min_first_wait = float(min_first_wait)
+        # **options accepts any name at run time: keep the TypeError an explicit signature gives.
+        wrong = sorted(options.keys() - _POLL_OPTION_NAMES) or sorted(
+            PollOptions.__required_keys__ - options.keys()
+        )
+        if wrong:
+            raise TypeError(f"{type(self).__name__}() got wrong or missing keyword arguments: {wrong}")
+        self.portkey_conn_id = options["portkey_conn_id"]
+        self.deadline = float(options["deadline"])
+        self.poll_interval = float(options["poll_interval"])
+        self.exponential_backoff = options.get("exponential_backoff", False)
+        self.max_wait = options.get("max_wait")
+        self.fail_on_statuses = list(options.get("fail_on_statuses", ()))
+        self.last_status = options.get("last_status")
+        self.trace_id = options.get("trace_id")
+        self.metadata = dict(options.get("metadata") or {})
+        self.polls_done = int(options.get("polls_done", 0))
+        self.min_first_wait = float(options.get("min_first_wait", 0.0))
 
     # -- what a subclass says -------------------------------------------------------------------------
 

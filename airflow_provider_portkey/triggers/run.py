@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
 from airflow_provider_portkey.models import Run
 from airflow_provider_portkey.statuses import run_is_done
-from airflow_provider_portkey.triggers.base import Polled, PortkeyPollTrigger
+from airflow_provider_portkey.triggers.base import Polled, PollOptions, PortkeyPollTrigger
 
 
 class RunTrigger(PortkeyPollTrigger):
@@ -26,34 +25,12 @@ class RunTrigger(PortkeyPollTrigger):
     def __init__(
         self,
         *,
-        portkey_conn_id: str,
         thread_id: str,
         run_id: str,
-        deadline: float,
-        poll_interval: float,
         stop_on_requires_action: bool = True,
-        exponential_backoff: bool = False,
-        max_wait: float | None = None,
-        fail_on_statuses: Sequence[str] = (),
-        last_status: str | None = None,
-        trace_id: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        polls_done: int = 0,
-        min_first_wait: float = 0.0,
+        **options: Unpack[PollOptions],
     ) -> None:
-        super().__init__(
-            portkey_conn_id=portkey_conn_id,
-            deadline=deadline,
-            poll_interval=poll_interval,
-            exponential_backoff=exponential_backoff,
-            max_wait=max_wait,
-            fail_on_statuses=fail_on_statuses,
-            last_status=last_status,
-            trace_id=trace_id,
-            metadata=metadata,
-            polls_done=polls_done,
-            min_first_wait=min_first_wait,
-        )
+        super().__init__(**options)
         self.thread_id = thread_id
         self.run_id = run_id
         self.stop_on_requires_action = bool(stop_on_requires_action)

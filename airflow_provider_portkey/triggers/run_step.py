@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Unpack
 
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
 from airflow_provider_portkey.models import RunStep
@@ -14,7 +14,7 @@ from airflow_provider_portkey.statuses import (
     EVENT_SUCCESS,
     EVENT_TIMEOUT,
 )
-from airflow_provider_portkey.triggers.base import Polled, PortkeyPollTrigger
+from airflow_provider_portkey.triggers.base import Polled, PollOptions, PortkeyPollTrigger
 
 __all__ = [
     "EVENT_ERROR",
@@ -41,35 +41,13 @@ class RunStepTrigger(PortkeyPollTrigger):
     def __init__(
         self,
         *,
-        portkey_conn_id: str,
         thread_id: str,
         run_id: str,
         step_id: str,
-        deadline: float,
-        poll_interval: float,
-        exponential_backoff: bool = False,
-        max_wait: float | None = None,
         include: Sequence[str] = (),
-        fail_on_statuses: Sequence[str] = (),
-        last_status: str | None = None,
-        trace_id: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        polls_done: int = 0,
-        min_first_wait: float = 0.0,
+        **options: Unpack[PollOptions],
     ) -> None:
-        super().__init__(
-            portkey_conn_id=portkey_conn_id,
-            deadline=deadline,
-            poll_interval=poll_interval,
-            exponential_backoff=exponential_backoff,
-            max_wait=max_wait,
-            fail_on_statuses=fail_on_statuses,
-            last_status=last_status,
-            trace_id=trace_id,
-            metadata=metadata,
-            polls_done=polls_done,
-            min_first_wait=min_first_wait,
-        )
+        super().__init__(**options)
         self.thread_id = thread_id
         self.run_id = run_id
         self.step_id = step_id
