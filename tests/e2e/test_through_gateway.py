@@ -31,7 +31,12 @@ from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from airflow_provider_portkey.triggers.run_step import RunStepTrigger
-from tests.example_dags.airflow_cli import DagRunResult, migrate_template, run_dag
+from tests.example_dags.airflow_cli import (
+    DagRunResult,
+    migrate_template,
+    run_dag,
+    without_mask_secret_requests,
+)
 from tests.support.gateway import PortkeyGateway
 from tests.support.secrets import API_KEY, PROVIDER_KEY, assert_no_secret
 
@@ -239,5 +244,7 @@ def test_example_dag_runs_through_the_gateway_in_poke_and_deferrable_mode(
         assert result.deferred_tasks == (["wait_for_step"] if mode == "deferrable" else []), mode
         authorizations = {r.headers["authorization"] for r in upstream.state.requests}
         assert authorizations == {f"Bearer {PROVIDER_KEY}"}, mode
-        assert_no_secret(result.output, result.xcoms)
+        # Minus Airflow's own MaskSecret registration lines (DEBUG on Airflow 3.0): they carry the
+        # secret by design; every other line of the output is checked.
+        assert_no_secret(without_mask_secret_requests(result.output), result.xcoms)
         assert result.python_warnings() == []

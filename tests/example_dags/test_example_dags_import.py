@@ -6,13 +6,13 @@ import warnings
 from typing import Any
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from airflow_provider_portkey.emulator import SEED_RUN_ID, SEED_STEP_IDS, SEED_THREAD_ID
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
-from tests.example_dags.airflow_cli import DAGS_FOLDER
+from tests.example_dags.airflow_cli import DAGS_FOLDER, in_virtualenv
+from tests.support.airflow_compat import DagBag, dag_bag
 
 #: The DAGs that wait on seeded run steps (ids from params), and the one that drives a whole run.
 STEP_DAG_IDS = {"portkey_wait_and_branch", "portkey_inspect_step", "portkey_mapped_steps"}
@@ -20,7 +20,7 @@ EXAMPLE_DAG_IDS = {*STEP_DAG_IDS, "portkey_agent_workflow"}
 
 
 def _dagbag() -> DagBag:
-    return DagBag(dag_folder=DAGS_FOLDER, safe_mode=False)
+    return dag_bag(DAGS_FOLDER, safe_mode=False)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_example_dags_import_without_errors_or_warnings() -> None:
         dagbag = _dagbag()
     assert dagbag.import_errors == {}
     assert dagbag.captured_warnings == {}
-    ours = [w for w in caught if str(DAGS_FOLDER.parent) in w.filename and "/.venv/" not in w.filename]
+    ours = [w for w in caught if str(DAGS_FOLDER.parent) in w.filename and not in_virtualenv(w.filename)]
     assert ours == [], [f"{w.filename}:{w.lineno}: {w.message}" for w in ours]
     assert set(dagbag.dag_ids) == EXAMPLE_DAG_IDS
 

@@ -29,7 +29,12 @@ from airflow_provider_portkey.emulator import (
     EmulatorServer,
     EmulatorState,
 )
-from tests.example_dags.airflow_cli import DAG_RUN_TIMINGS, DagRunResult, run_dag
+from tests.example_dags.airflow_cli import (
+    DAG_RUN_TIMINGS,
+    DagRunResult,
+    run_dag,
+    without_mask_secret_requests,
+)
 from tests.support.secrets import API_KEY, VIRTUAL_KEY, assert_no_secret
 
 pytestmark = pytest.mark.e2e
@@ -318,5 +323,8 @@ def test_runs_leak_no_secret_and_raise_no_warning_from_our_code(
     outcomes: dict[str, Outcome], scenario: str
 ) -> None:
     run = outcomes[scenario].run
-    assert_no_secret(run.output, run.xcoms, [trigger.kwargs for trigger in run.triggers])
+    # Minus Airflow's own MaskSecret registration lines (DEBUG on Airflow 3.0): they carry the
+    # secret by design; every other line of the output is checked.
+    output = without_mask_secret_requests(run.output)
+    assert_no_secret(output, run.xcoms, [trigger.kwargs for trigger in run.triggers])
     assert run.python_warnings() == []

@@ -6,9 +6,9 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from airflow.sdk._shared.secrets_masker import reset_secrets_masker
 
 from airflow_provider_portkey.emulator import EmulatorServer
+from tests.support.airflow_compat import reset_secrets_masker
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook, close_shared_client, shared_client
 from airflow_provider_portkey.models import RunStep, RunStepStatus
 from tests.conftest import PortkeyConnection
+from tests.support.airflow_compat import redact
 from tests.support.secrets import API_KEY, PROVIDER_KEY, VIRTUAL_KEY, assert_no_secret
 
 T, R = SEED_THREAD_ID, SEED_RUN_ID
@@ -349,8 +350,6 @@ async def test_no_key_in_logs_errors_or_reprs_on_the_async_path(
 async def test_async_hook_registers_the_keys_with_the_secret_masker(
     monkeypatch: pytest.MonkeyPatch, portkey_conn: PortkeyConnection, fresh_masker: None
 ) -> None:
-    from airflow.sdk.log import redact
-
     use_connection(monkeypatch, portkey_conn, extra={"provider": "openai", "provider_api_key": PROVIDER_KEY})
     line = f"{API_KEY} {VIRTUAL_KEY} {PROVIDER_KEY}"
     assert redact(line) == line

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-from airflow.sdk.log import redact
 
 from airflow_provider_portkey.core import FILE_SEARCH_CONTENT
 from airflow_provider_portkey.emulator import (
@@ -45,6 +44,7 @@ from airflow_provider_portkey.models import (
     ToolCallsDetails,
 )
 from tests.conftest import PortkeyConnection
+from tests.support.airflow_compat import AirflowException, redact
 from tests.support.secrets import API_KEY, PROVIDER_KEY, VIRTUAL_KEY, assert_no_secret
 
 T, R = SEED_THREAD_ID, SEED_RUN_ID
@@ -483,8 +483,6 @@ def test_client_errors_fail_at_once_without_retry(
 
 
 def test_every_error_is_an_airflow_exception() -> None:
-    from airflow.sdk.exceptions import AirflowException
-
     for error_class in (PortkeyError, InvalidIdError, PortkeyRequestError, PortkeyConnectionError):
         assert issubclass(error_class, AirflowException)
     assert issubclass(InvalidIdError, ValueError)

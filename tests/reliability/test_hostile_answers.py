@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 
 import pytest
-from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSensorTimeout
 
 from airflow_provider_portkey.core import interpret_response, run_step_request, validate_id
 from airflow_provider_portkey.emulator import EmulatorServer
@@ -15,6 +14,7 @@ from airflow_provider_portkey.errors import InvalidIdError, PortkeyBadResponseEr
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from tests.reliability.support import POKE_INTERVAL, R, T, sensor, use_connection
 from tests.sensors.support import FakeClock, make_context
+from tests.support.airflow_compat import AirflowRescheduleException, AirflowSensorTimeout
 from tests.support.secrets import API_KEY, SECRETS, assert_no_secret
 
 

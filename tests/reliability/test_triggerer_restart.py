@@ -14,8 +14,6 @@ import threading
 from typing import Any
 
 import pytest
-from airflow.sdk._shared.module_loading import import_string
-from airflow.sdk.serde import deserialize, serialize
 
 from airflow_provider_portkey._compat import AirflowSensorTimeout
 from airflow_provider_portkey.emulator import EmulatorServer
@@ -23,6 +21,7 @@ from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 from tests.reliability.support import R, T, sensor, step_gets, use_connection
 from tests.sensors.support import FakeClock, defer, first_event_payload, make_context
+from tests.support.airflow_compat import deserialize, import_string, serialize
 
 REAL_SLEEP = asyncio.sleep
 POKE, TIMEOUT, DOWNTIME = 30.0, 100.0, 20.0

@@ -18,10 +18,14 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from airflow.sdk.definitions import dag as dag_module
 
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
+from tests.support.airflow_compat import DagBag, reschedule_dates_validated, sync_bag_to_db
 
 _runtime: AirflowRuntime | None = None
+#: What ``dag.test()`` runs a deferred task's trigger with; ``_run_inline_trigger`` wraps it.
+_airflow_run_inline_trigger: Any = dag_module._run_inline_trigger
 
 
 @dataclass
@@ -87,7 +91,6 @@ class AirflowRuntime:
     def run(self, dag: Any, **kwargs: Any) -> DagRunResult:
         """Register ``dag`` (as the DAG processor would) and run it once with ``dag.test()``."""
         from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
         from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rtif
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
@@ -97,7 +100,10 @@ class AirflowRuntime:
         bag = DagBag(dag_folder=str(self.dags_folder), collect_dags=False)
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
-        with mock.patch("airflow.sdk.definitions.dag._run_inline_trigger", _run_inline_trigger):
+        with (
+            mock.patch.object(dag_module, "_run_inline_trigger", _run_inline_trigger),
+            reschedule_dates_validated(),
+        ):
             dag_run = dag.test(**kwargs)
         with create_session() as session:
             tis = dag_run.get_task_instances(session=session)
@@ -116,15 +122,15 @@ class AirflowRuntime:
             )
 
 
-def _run_inline_trigger(trigger: Any, task_sdk_ti: Any) -> Any:
+def _run_inline_trigger(trigger: Any, *args: Any) -> Any:
     """
     Airflow's inline trigger run, but closing the loop's shared HTTP client before the loop ends.
 
     ``dag.test()`` gives every deferral a fresh ``asyncio.run`` loop; the shared client of a
-    finished loop would otherwise be left for the garbage collector (a ResourceWarning).
+    finished loop would otherwise be left for the garbage collector (a ResourceWarning). Airflow's
+    own function runs the trigger (its signature differs between releases: 3.0 passes the trigger
+    alone, later releases the task instance too, so the arguments are passed through unchanged).
     """
-    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
-
     run = trigger.run
 
     async def run_then_close() -> AsyncIterator[Any]:
@@ -135,7 +141,7 @@ def _run_inline_trigger(trigger: Any, task_sdk_ti: Any) -> Any:
             await close_shared_client()
 
     trigger.run = run_then_close
-    return InProcessTestSupervisor.run_trigger_in_process(trigger=trigger, ti=task_sdk_ti)
+    return _airflow_run_inline_trigger(trigger, *args)
 
 
 def airflow_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowRuntime]:

@@ -5,11 +5,11 @@ Fixtures defined here are imported into each folder's ``conftest.py`` (and ``tes
 - ``clock``: a fake clock patched into the sensor and trigger modules (and into Airflow's
   ``BaseSensorOperator``), so poke intervals, timeouts and deadlines pass without waiting. Poke-mode
   sleeps and the trigger's ``asyncio.sleep`` both advance it and are recorded.
-- ``debug_logs``: every structlog event at DEBUG and above, raw (before Airflow's masking), for
-  secret-leak checks.
+- ``debug_logs``: every log event at DEBUG and above, raw (before Airflow's masking), for
+  secret-leak checks (structlog's, and on Airflow 3.0 the standard-library task loggers' too).
 
 ``run_deferred`` drives a deferrable sensor the way Airflow does: ``execute`` until ``TaskDeferred``,
-the trigger's kwargs through ``airflow.sdk.serde``, the trigger re-created from its classpath and
+the trigger's kwargs through Airflow's serde, the trigger re-created from its classpath and
 run to its first event on a fresh event loop, the event through serde, then ``resume_execution``.
 """
 
@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import traceback
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -30,6 +32,7 @@ import structlog.testing
 from airflow_provider_portkey._compat import TaskDeferred
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.triggers.base import PortkeyPollTrigger
+from tests.support.airflow_compat import deserialize, import_string, serialize, task_logs_use_stdlib
 from tests.support.secrets import assert_no_secret
 
 _real_async_sleep = asyncio.sleep
@@ -87,15 +90,65 @@ def clock(mocker: Any) -> FakeClock:
     return fake
 
 
+#: Where operators, hooks and triggers log when they use the standard library (Airflow 3.0): the
+#: task loggers (``airflow.task.operators.*``, ``airflow.task.hooks.*``) and our triggers' loggers.
+_STDLIB_TASK_LOGGERS = ("airflow.task", "airflow_provider_portkey.triggers")
+
+
+class _StdlibEvents(logging.Handler):
+    """Appends each standard-library record to ``events`` as the event structlog would capture."""
+
+    def __init__(self, events: list[MutableMapping[str, Any]]) -> None:
+        super().__init__(logging.DEBUG)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event: dict[str, Any] = {
+            "event": record.getMessage(),
+            "log_level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            event["exception"] = "".join(traceback.format_exception(*record.exc_info))
+        self.events.append(event)
+
+
+@contextmanager
+def _capture_stdlib_task_logs(events: list[MutableMapping[str, Any]]) -> Iterator[None]:
+    """Add the task loggers' records (DEBUG and above) to ``events`` while the block runs."""
+    handler = _StdlibEvents(events)
+    loggers = [logging.getLogger(name) for name in _STDLIB_TASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
 @pytest.fixture
 def debug_logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    """All structlog events at DEBUG and above while the test runs, unmasked (task runs included)."""
+    """
+    Every log event at DEBUG and above while the test runs, unmasked (task runs included).
+
+    These are the structlog events, raw. On Airflow 3.0 operators, hooks and triggers log through
+    the standard library instead (``task_logs_use_stdlib``): their records are added to the same
+    list, in the same shape (``event``, ``log_level``, ``logger``, ``exception``), also unmasked.
+    """
     saved = structlog.get_config()["wrapper_class"]
     # format_exc_info turns ``log.exception(...)`` into the traceback text, so tests can read it.
     with structlog.testing.capture_logs(processors=[structlog.processors.format_exc_info]) as events:
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
         try:
-            yield events
+            if task_logs_use_stdlib():
+                with _capture_stdlib_task_logs(events):
+                    yield events
+            else:
+                yield events
         finally:
             structlog.configure(wrapper_class=saved)
 
@@ -144,9 +197,6 @@ _Trigger = TypeVar("_Trigger", bound=PortkeyPollTrigger)
 
 def recreate_trigger(trigger: _Trigger) -> _Trigger:
     """What the triggerer does: serialize, store via serde, import the classpath, re-create."""
-    from airflow.sdk._shared.module_loading import import_string
-    from airflow.sdk.serde import deserialize, serialize
-
     classpath, kwargs = trigger.serialize()
     assert plain(kwargs), kwargs
     stored = serialize(kwargs)
@@ -201,8 +251,6 @@ def run_deferred(sensor: Any, context: Any) -> tuple[Any, Deferral]:
     Raises whatever ``resume_execution`` raises, with the ``Deferral`` attached to the exception as
     its ``deferral`` attribute for the test to inspect.
     """
-    from airflow.sdk.serde import deserialize, serialize
-
     resumed = copy.deepcopy(sensor)  # Airflow resumes on a new instance: no state survives in memory
     deferred = defer(sensor, context)
     assert deferred.method_name == "execute_complete"

@@ -136,8 +136,9 @@ def test_a_template_rendering_to_none_fails_naming_the_parameter_before_any_requ
     shown: str,
 ) -> None:
     with DAG(f"sensor_none_{native}", schedule=None, render_template_as_native_obj=native) as dag:
-
-        @task
+        # One XCom (the dict): inferred multiple outputs would also push ``run`` as its own XCom, and
+        # Airflow 3.0's execution API rejects a None XCom value (HTTP 422), failing this task instead.
+        @task(multiple_outputs=False)
         def start_agent() -> dict[str, Any]:
             return {"run": None}
 

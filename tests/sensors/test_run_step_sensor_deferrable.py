@@ -2,7 +2,7 @@
 
 Each test goes the whole way Airflow goes, against the live emulator: the trigger is serialized
 and re-created from its classpath, run to its one event on a fresh event loop, the event goes
-through ``airflow.sdk.serde`` and ``resume_execution`` runs on a fresh copy of the sensor.
+through Airflow's serde and ``resume_execution`` runs on a fresh copy of the sensor.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from tests.sensors.support import (
     run_deferred,
     run_trigger,
 )
+from tests.support.airflow_compat import TaskDeferralError
 from tests.support.secrets import assert_no_secret
 
 
@@ -393,7 +394,6 @@ def test_execute_complete_decides_failure_by_the_sensors_own_fail_on_statuses() 
 
 def test_a_trigger_crash_or_airflow_deferral_timeout_keeps_airflows_handling() -> None:
     from airflow.sdk.bases.operator import TriggerFailureReason
-    from airflow.sdk.exceptions import TaskDeferralError
 
     with pytest.raises(AirflowSensorTimeout):
         sensor().resume_execution("__fail__", {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, make_context())

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowRescheduleException
 
 from airflow_provider_portkey._compat import (
     AirflowFailException,
@@ -34,6 +33,7 @@ from airflow_provider_portkey.errors import (
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from tests.conftest import PortkeyConnection
 from tests.sensors.support import FakeClock, FakeTaskInstance, log_text, make_context
+from tests.support.airflow_compat import AirflowRescheduleException
 from tests.support.secrets import assert_no_secret
 
 STEP_PATH = f"/threads/{SEED_THREAD_ID}/runs/{SEED_RUN_ID}/steps/"
