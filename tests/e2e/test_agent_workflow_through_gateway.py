@@ -22,13 +22,13 @@ from airflow_provider_portkey.emulator import server as emulator_server
 from airflow_provider_portkey.emulator.app import Mode, Response, handle_api
 from airflow_provider_portkey.emulator.state import EmulatorState, ReceivedRequest
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
+from tests.example_dags.agent_workflow import DAG_ID, TOOL_PATH_STATES, computed_tool_output
 from tests.example_dags.airflow_cli import migrate_template, run_dag, without_mask_secret_requests
 from tests.support.gateway import PortkeyGateway
 from tests.support.secrets import API_KEY, PROVIDER_KEY, assert_no_secret
 
 pytestmark = pytest.mark.e2e
 
-DAG_ID = "portkey_agent_workflow"
 QUESTION = "What is the weather in Paris? é✓"
 
 
@@ -184,27 +184,11 @@ def test_agent_workflow_dag_answers_its_tool_call_through_the_gateway(
         steps = upstream.state.list_steps(summary["thread_id"], summary["id"]) or []
 
     assert (result.returncode, result.run_state) == (0, "success"), result.describe()
-    assert result.states() == {
-        "start_run": "success",
-        "wait_for_run": "success",
-        "route": "success",
-        "compute_tool_outputs": "success",
-        "submit_tool_outputs": "success",
-        "wait_after_tools": "success",
-        "no_tool_calls": "skipped",
-        "list_steps": "success",
-        "get_step[0]": "success",
-        "get_step[1]": "success",
-        "branch_on_outcome": "success",
-        "report_answer": "success",
-        "report_failure": "skipped",
-    }
+    assert result.states() == TOOL_PATH_STATES
     assert "wait_for_run" in result.deferred_tasks, result.describe()
     assert runs_created == 1
     assert summary["status"] == "completed"
-    [call] = result.xcom("wait_for_run")["required_action"]["submit_tool_outputs"]["tool_calls"]
-    output = result.xcom("compute_tool_outputs")[call["id"]]
-    assert json.loads(output) == {"city": "Paris", "temperature_c": 18, "conditions": "sunny"}
+    call, output = computed_tool_output(result)
     # The upstream received the submitted output: it is in the run's tool_calls step.
     [tool_step] = [step for step in steps if step["type"] == "tool_calls"]
     assert tool_step["step_details"]["tool_calls"][0]["function"]["output"] == output

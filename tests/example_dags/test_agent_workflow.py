@@ -17,12 +17,12 @@ import pytest
 
 from airflow_provider_portkey.emulator import ASST_DEMO, ASST_FAILS, ASST_TOOLS, EmulatorServer
 from airflow_provider_portkey.tracing import PortkeyLogsLink
+from tests.example_dags.agent_workflow import DAG_ID, TOOL_PATH_STATES, computed_tool_output
 from tests.example_dags.airflow_cli import DagRunResult, run_dag, without_mask_secret_requests
 from tests.support.secrets import API_KEY, VIRTUAL_KEY, assert_no_secret
 
 pytestmark = pytest.mark.e2e
 
-DAG_ID = "portkey_agent_workflow"
 RUN_TRIGGER = "airflow_provider_portkey.triggers.run.RunTrigger"
 SCENARIOS = {"tools": ASST_TOOLS, "direct": ASST_DEMO, "fails": ASST_FAILS}
 LINK_KEY = PortkeyLogsLink().xcom_key
@@ -72,25 +72,9 @@ def test_a_run_asking_for_a_tool_gets_its_output_and_completes(outcomes: dict[st
     outcome = outcomes["tools"]
     run = outcome.run
     assert (run.returncode, run.run_state) == (0, "success"), run.describe()
-    assert run.states() == {
-        "start_run": "success",
-        "wait_for_run": "success",
-        "route": "success",
-        "compute_tool_outputs": "success",
-        "submit_tool_outputs": "success",
-        "wait_after_tools": "success",
-        "no_tool_calls": "skipped",
-        "list_steps": "success",
-        "get_step[0]": "success",
-        "get_step[1]": "success",
-        "branch_on_outcome": "success",
-        "report_answer": "success",
-        "report_failure": "skipped",
-    }
+    assert run.states() == TOOL_PATH_STATES
     assert run.xcom("wait_for_run")["status"] == "requires_action"
-    [call] = run.xcom("wait_for_run")["required_action"]["submit_tool_outputs"]["tool_calls"]
-    output = run.xcom("compute_tool_outputs")[call["id"]]
-    assert json.loads(output) == {"city": "Paris", "temperature_c": 18, "conditions": "sunny"}
+    _call, output = computed_tool_output(run)
     assert run.xcom("wait_after_tools")["status"] == "completed"
     steps = run.xcom("list_steps")
     assert [step["type"] for step in steps] == ["tool_calls", "message_creation"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -15,8 +14,6 @@ import pytest
 import pytest_asyncio
 
 from airflow_provider_portkey.emulator import (
-    SEED_RUN_ID,
-    SEED_THREAD_ID,
     STEP_COMPLETES,
     STEP_INSTANT,
     EmulatorServer,
@@ -40,17 +37,9 @@ from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook, close_shared_client, shared_client
 from airflow_provider_portkey.models import RunStep, RunStepStatus
 from tests.conftest import PortkeyConnection
+from tests.hooks.support import R, T, use_connection
 from tests.support.airflow_compat import redact
 from tests.support.secrets import API_KEY, PROVIDER_KEY, VIRTUAL_KEY, assert_no_secret
-
-T, R = SEED_THREAD_ID, SEED_RUN_ID
-
-
-def use_connection(monkeypatch: pytest.MonkeyPatch, conn: PortkeyConnection, **fields: Any) -> None:
-    """Replace top-level connection fields (host, password, port) and merge ``extra``."""
-    extra = {**conn.fields["extra"], **fields.pop("extra", {})}
-    merged = {**conn.fields, **fields, "extra": extra}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn.conn_id.upper()}", json.dumps(merged))
 
 
 @pytest_asyncio.fixture(autouse=True)

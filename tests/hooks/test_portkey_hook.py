@@ -13,8 +13,6 @@ import requests
 
 from airflow_provider_portkey.core import FILE_SEARCH_CONTENT
 from airflow_provider_portkey.emulator import (
-    SEED_RUN_ID,
-    SEED_THREAD_ID,
     STEP_COMPLETES,
     STEP_INSTANT,
     STEP_TOOL_CALLS,
@@ -44,21 +42,13 @@ from airflow_provider_portkey.models import (
     ToolCallsDetails,
 )
 from tests.conftest import PortkeyConnection
+from tests.hooks.support import R, T, use_connection
 from tests.support.airflow_compat import AirflowException, redact
 from tests.support.secrets import API_KEY, PROVIDER_KEY, VIRTUAL_KEY, assert_no_secret
-
-T, R = SEED_THREAD_ID, SEED_RUN_ID
 
 
 def step_path(step_id: str, thread_id: str = T, run_id: str = R) -> str:
     return f"/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}"
-
-
-def use_connection(monkeypatch: pytest.MonkeyPatch, conn: PortkeyConnection, **fields: Any) -> None:
-    """Replace top-level connection fields (host, password, port) and merge ``extra``."""
-    extra = {**conn.fields["extra"], **fields.pop("extra", {})}
-    merged = {**conn.fields, **fields, "extra": extra}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn.conn_id.upper()}", json.dumps(merged))
 
 
 @pytest.fixture

@@ -28,9 +28,12 @@ from typing import Any, TypeVar
 import pytest
 import structlog
 import structlog.testing
+from airflow.sdk import DAG
 
 from airflow_provider_portkey._compat import TaskDeferred
+from airflow_provider_portkey.emulator import SEED_RUN_ID, SEED_THREAD_ID, EmulatorServer
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
+from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from airflow_provider_portkey.triggers.base import PortkeyPollTrigger
 from tests.support.airflow_compat import deserialize, import_string, serialize, task_logs_use_stdlib
 from tests.support.secrets import assert_no_secret
@@ -265,3 +268,55 @@ def run_deferred(sensor: Any, context: Any) -> tuple[Any, Deferral]:
         error.deferral = deferral  # type: ignore[attr-defined]
         raise
     return result, deferral
+
+
+# -- the run-step sensor tests (poke and deferrable) ---------------------------------------------
+
+#: The seeded steps that end unsuccessfully: (step id, status, parts of the error message).
+UNSUCCESSFUL_STEPS = [
+    ("step_fails", "failed", ["server_error", "Sorry, something went wrong."]),
+    ("step_cancelled", "cancelled", []),
+    ("step_expired", "expired", []),
+]
+
+
+def run_step_sensor(dag_id: str, step_id: str, options: dict[str, Any]) -> RunStepSensor:
+    """A sensor on the seeded thread and run, inside a DAG as Airflow would build it."""
+    with DAG(dag_id, schedule=None):
+        return RunStepSensor(
+            task_id="wait", thread_id=SEED_THREAD_ID, run_id=SEED_RUN_ID, step_id=step_id, **options
+        )
+
+
+def step_gets(emulator: EmulatorServer, step_id: str) -> int:
+    """How many GETs of this step the emulator received."""
+    return sum(1 for r in emulator.state.requests if r.path.endswith(f"/steps/{step_id}"))
+
+
+def as_sent(emulator: EmulatorServer, step_id: str) -> dict[str, Any]:
+    """The step as the emulator last sent it (a list render shows the latest retrieve, unchanged)."""
+    steps = emulator.state.list_steps(SEED_THREAD_ID, SEED_RUN_ID)
+    assert steps is not None
+    return next(step for step in steps if step["id"] == step_id)
+
+
+def stuck(emulator: EmulatorServer) -> str:
+    """Seed a step that stays in_progress for good; returns its id."""
+    emulator.state.add_step(SEED_THREAD_ID, SEED_RUN_ID, "step_stuck", statuses=("in_progress",))
+    return "step_stuck"
+
+
+def slow_step_with_burst_after_first_wait(emulator: EmulatorServer, clock: FakeClock, status: int) -> str:
+    """Seed a step in_progress for three looks, then completed; queue 8 ``status`` failures on it
+    during the first wait. Returns its id."""
+    emulator.state.add_step(
+        SEED_THREAD_ID, SEED_RUN_ID, "step_slow", statuses=("in_progress",) * 3 + ("completed",)
+    )
+    clock.on_sleep(
+        lambda n: (
+            emulator.state.add_fault("status", path_contains="step_slow", status=status, times=8)
+            if n == 1
+            else None
+        )
+    )
+    return "step_slow"

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG
 
 from airflow_provider_portkey._compat import (
     AirflowFailException,
@@ -30,40 +29,28 @@ from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 from tests.conftest import PortkeyConnection
 from tests.sensors.support import (
+    UNSUCCESSFUL_STEPS,
     FakeClock,
+    as_sent,
     defer,
     make_context,
     plain,
     recreate_trigger,
     run_deferred,
+    run_step_sensor,
     run_trigger,
+    slow_step_with_burst_after_first_wait,
+    step_gets,
+    stuck,
 )
 from tests.support.airflow_compat import TaskDeferralError
 from tests.support.secrets import assert_no_secret
 
 
 def sensor(step_id: str = STEP_COMPLETES, **kwargs: Any) -> RunStepSensor:
+    """A deferrable sensor on the seeded thread and run."""
     options: dict[str, Any] = {"poke_interval": 5, "timeout": 600, "deferrable": True}
-    options.update(kwargs)
-    with DAG("sensor_deferrable_tests", schedule=None):
-        return RunStepSensor(
-            task_id="wait", thread_id=SEED_THREAD_ID, run_id=SEED_RUN_ID, step_id=step_id, **options
-        )
-
-
-def step_gets(emulator: EmulatorServer, step_id: str) -> int:
-    return sum(1 for r in emulator.state.requests if r.path.endswith(f"/steps/{step_id}"))
-
-
-def as_sent(emulator: EmulatorServer, step_id: str) -> dict[str, Any]:
-    steps = emulator.state.list_steps(SEED_THREAD_ID, SEED_RUN_ID)
-    assert steps is not None
-    return next(step for step in steps if step["id"] == step_id)
-
-
-def stuck(emulator: EmulatorServer) -> str:
-    emulator.state.add_step(SEED_THREAD_ID, SEED_RUN_ID, "step_stuck", statuses=("in_progress",))
-    return "step_stuck"
+    return run_step_sensor("sensor_deferrable_tests", step_id, options | kwargs)
 
 
 # -- the deferral itself -------------------------------------------------------------------------
@@ -178,14 +165,7 @@ def test_deferred_wait_through_in_progress_returns_the_completed_step_json(
     assert clock.sleeps == [7, 7]
 
 
-UNSUCCESSFUL = [
-    ("step_fails", "failed", ["server_error", "Sorry, something went wrong."]),
-    ("step_cancelled", "cancelled", []),
-    ("step_expired", "expired", []),
-]
-
-
-@pytest.mark.parametrize(("step_id", "status", "error_parts"), UNSUCCESSFUL)
+@pytest.mark.parametrize(("step_id", "status", "error_parts"), UNSUCCESSFUL_STEPS)
 def test_deferred_unsuccessful_status_fails_without_retry_naming_status_and_last_error(
     portkey_conn: PortkeyConnection,
     emulator: EmulatorServer,
@@ -204,7 +184,7 @@ def test_deferred_unsuccessful_status_fails_without_retry_naming_status_and_last
         assert part in str(raised.value)
 
 
-@pytest.mark.parametrize(("step_id", "status", "error_parts"), UNSUCCESSFUL)
+@pytest.mark.parametrize(("step_id", "status", "error_parts"), UNSUCCESSFUL_STEPS)
 def test_deferred_empty_fail_on_statuses_succeeds_with_the_json(
     portkey_conn: PortkeyConnection,
     emulator: EmulatorServer,
@@ -228,19 +208,10 @@ def test_deferred_transient_burst_mid_wait_is_retried_then_the_trigger_keeps_wai
     no_jitter: None,
     status: int,
 ) -> None:
-    emulator.state.add_step(
-        SEED_THREAD_ID, SEED_RUN_ID, "step_slow", statuses=("in_progress",) * 3 + ("completed",)
-    )
     # The sensor's check sees in_progress; during the trigger's first wait 8 failures are queued.
-    clock.on_sleep(
-        lambda n: (
-            emulator.state.add_fault("status", path_contains="step_slow", status=status, times=8)
-            if n == 1
-            else None
-        )
-    )
+    step_id = slow_step_with_burst_after_first_wait(emulator, clock, status)
 
-    result, deferral = run_deferred(sensor("step_slow", poke_interval=5), make_context())
+    result, deferral = run_deferred(sensor(step_id, poke_interval=5), make_context())
 
     assert result["status"] == "completed"
     assert deferral.event["status"] == "success"

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG
 
 from airflow_provider_portkey._compat import (
     AirflowFailException,
@@ -32,7 +31,18 @@ from airflow_provider_portkey.errors import (
 )
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from tests.conftest import PortkeyConnection
-from tests.sensors.support import FakeClock, FakeTaskInstance, log_text, make_context
+from tests.sensors.support import (
+    UNSUCCESSFUL_STEPS,
+    FakeClock,
+    FakeTaskInstance,
+    as_sent,
+    log_text,
+    make_context,
+    run_step_sensor,
+    slow_step_with_burst_after_first_wait,
+    step_gets,
+    stuck,
+)
 from tests.support.airflow_compat import AirflowRescheduleException
 from tests.support.secrets import assert_no_secret
 
@@ -40,25 +50,9 @@ STEP_PATH = f"/threads/{SEED_THREAD_ID}/runs/{SEED_RUN_ID}/steps/"
 
 
 def sensor(step_id: str = STEP_COMPLETES, **kwargs: Any) -> RunStepSensor:
-    """A poke-mode sensor on the seeded thread and run, inside a DAG as Airflow would build it."""
+    """A poke-mode sensor on the seeded thread and run."""
     options: dict[str, Any] = {"poke_interval": 5, "timeout": 600, "mode": "poke", "deferrable": False}
-    options.update(kwargs)
-    with DAG("sensor_poke_tests", schedule=None):
-        return RunStepSensor(
-            task_id="wait", thread_id=SEED_THREAD_ID, run_id=SEED_RUN_ID, step_id=step_id, **options
-        )
-
-
-def step_gets(emulator: EmulatorServer, step_id: str) -> int:
-    """How many GETs of this step the emulator received."""
-    return sum(1 for r in emulator.state.requests if r.path.endswith(f"/steps/{step_id}"))
-
-
-def as_sent(emulator: EmulatorServer, step_id: str) -> dict[str, Any]:
-    """The step as the emulator last sent it (a list render shows the latest retrieve, unchanged)."""
-    steps = emulator.state.list_steps(SEED_THREAD_ID, SEED_RUN_ID)
-    assert steps is not None
-    return next(step for step in steps if step["id"] == step_id)
+    return run_step_sensor("sensor_poke_tests", step_id, options | kwargs)
 
 
 # -- success -------------------------------------------------------------------------------------
@@ -103,14 +97,8 @@ def test_include_is_sent_as_include_brackets_query(
 
 # -- unsuccessful terminal statuses --------------------------------------------------------------
 
-UNSUCCESSFUL = [
-    ("step_fails", "failed", ["server_error", "Sorry, something went wrong."]),
-    ("step_cancelled", "cancelled", []),
-    ("step_expired", "expired", []),
-]
 
-
-@pytest.mark.parametrize(("step_id", "status", "error_parts"), UNSUCCESSFUL)
+@pytest.mark.parametrize(("step_id", "status", "error_parts"), UNSUCCESSFUL_STEPS)
 def test_unsuccessful_status_fails_without_retry_naming_status_and_last_error(
     portkey_conn: PortkeyConnection,
     emulator: EmulatorServer,
@@ -143,7 +131,7 @@ def test_failed_step_message_carries_a_custom_last_error_code_and_message(
         sensor("step_quota").execute(make_context())
 
 
-@pytest.mark.parametrize(("step_id", "status", "error_parts"), UNSUCCESSFUL)
+@pytest.mark.parametrize(("step_id", "status", "error_parts"), UNSUCCESSFUL_STEPS)
 def test_empty_fail_on_statuses_succeeds_on_any_terminal_status_with_the_json(
     portkey_conn: PortkeyConnection,
     emulator: EmulatorServer,
@@ -187,20 +175,11 @@ def test_transient_burst_mid_wait_is_retried_by_the_hook_then_the_sensor_keeps_w
     debug_logs: list[dict[str, Any]],
     status: int,
 ) -> None:
-    emulator.state.add_step(
-        SEED_THREAD_ID, SEED_RUN_ID, "step_slow", statuses=("in_progress",) * 3 + ("completed",)
-    )
     # After the first poke (one in_progress seen), the next 8 GETs fail: the hook tries 6 times
     # (5 retries), gives up, the sensor logs a warning and pokes again; 2 more failures, then answers.
-    clock.on_sleep(
-        lambda n: (
-            emulator.state.add_fault("status", path_contains="step_slow", status=status, times=8)
-            if n == 1
-            else None
-        )
-    )
+    step_id = slow_step_with_burst_after_first_wait(emulator, clock, status)
 
-    result = sensor("step_slow", poke_interval=5).execute(make_context())
+    result = sensor(step_id, poke_interval=5).execute(make_context())
 
     assert result["status"] == "completed"
     assert step_gets(emulator, "step_slow") == 1 + 8 + 3
@@ -273,11 +252,6 @@ def test_an_id_that_rendered_badly_fails_naming_the_parameter_before_any_request
 
 
 # -- timeouts ------------------------------------------------------------------------------------
-
-
-def stuck(emulator: EmulatorServer) -> str:
-    emulator.state.add_step(SEED_THREAD_ID, SEED_RUN_ID, "step_stuck", statuses=("in_progress",))
-    return "step_stuck"
 
 
 def test_timeout_fails_with_the_last_status_seen(
