@@ -7,7 +7,7 @@ status, the API's own message and the request/trace id. No header value ever rea
 
 from __future__ import annotations
 
-from airflow_provider_portkey._compat import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
 class PortkeyError(AirflowException):

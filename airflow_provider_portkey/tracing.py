@@ -13,19 +13,21 @@ over the task's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_portkey._compat import BaseOperatorLink
-from airflow_provider_portkey.settings import METADATA_VALUE_MAX
+from airflow.providers.common.compat.sdk import BaseOperatorLink
+
+from airflow_provider_portkey.settings import METADATA_VALUE_MAX, validate_hook_params
 
 if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-    from airflow_provider_portkey._compat import Context
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
 
 #: Longest trace id this provider derives. Portkey documents no limit for ``x-portkey-trace-id``;
@@ -141,15 +143,32 @@ class PortkeyTaskMixin:
     """
     What every Portkey operator and sensor shares: a hook traced to the task try, and the logs link.
 
-    Mixed into ``BaseOperator`` subclasses, which set ``portkey_conn_id`` and ``trace_id``.
+    Mixed into ``BaseOperator`` subclasses, which take ``portkey_conn_id``, ``trace_id`` and
+    ``hook_params`` in their own signature (Airflow checks mapped and default arguments against the
+    operator classes' ``__init__``) and hand them to :meth:`set_portkey_options`.
     """
 
     operator_extra_links: Collection[BaseOperatorLink] = (PortkeyLogsLink(),)
 
     portkey_conn_id: str
     trace_id: str | None
+    #: Keyword arguments for the hook (``max_retries``, ``max_retry_wait``), as the task was given them.
+    hook_params: dict[str, Any]
     #: The current try's trace, set by :meth:`traced_hook` (a sensor hands it to its trigger).
     task_trace: TaskTrace = TaskTrace()
+
+    def set_portkey_options(
+        self, portkey_conn_id: str, trace_id: str | None, hook_params: Mapping[str, Any] | None
+    ) -> None:
+        """Keep the options every Portkey task takes; a bad ``hook_params`` fails here, at parse time."""
+        self.portkey_conn_id = portkey_conn_id
+        self.trace_id = trace_id
+        self.hook_params = validate_hook_params(hook_params)
+
+    @cached_property
+    def hook(self) -> PortkeyHook:
+        """This task's hook: its connection and ``hook_params``, and once it runs, the try's trace."""
+        return self.portkey_hook()
 
     def traced_hook(self, context: Context) -> PortkeyHook:
         """
@@ -160,7 +179,8 @@ class PortkeyTaskMixin:
         """
 
         self.task_trace = TaskTrace.from_context(context, self.trace_id)
-        hook = self.portkey_hook()
+        self.__dict__.pop("hook", None)  # one made before this try began lacks its trace
+        hook = self.hook
         trace_id = hook.settings.effective_trace_id(hook.trace_id)
         if trace_id is not None:
             context["ti"].xcom_push(
@@ -173,5 +193,8 @@ class PortkeyTaskMixin:
         from airflow_provider_portkey.hooks.portkey import PortkeyHook
 
         return PortkeyHook(
-            self.portkey_conn_id, trace_id=self.task_trace.trace_id, metadata=self.task_trace.metadata
+            self.portkey_conn_id,
+            trace_id=self.task_trace.trace_id,
+            metadata=self.task_trace.metadata,
+            **self.hook_params,
         )

@@ -8,17 +8,17 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from airflow import __version__ as airflow_version
+from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+
 from airflow_provider_portkey import __version__
-from airflow_provider_portkey._compat import BaseHook, mask_secret
-from airflow_provider_portkey.connection_fields import CONN_TYPE
+from airflow_provider_portkey.connection_fields import CONN_TYPE, DEFAULT_CONN_NAME
 from airflow_provider_portkey.core import ApiRequest, RetryPolicy, blocks_repeat
-from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyRequestError
-from airflow_provider_portkey.settings import PortkeySettings
+from airflow_provider_portkey.errors import PortkeyRequestError
+from airflow_provider_portkey.settings import PortkeySettings, retry_overrides
 
 
 def user_agent() -> str:
-    from airflow import __version__ as airflow_version
-
     return f"airflow-provider-portkey/{__version__} apache-airflow/{airflow_version}"
 
 
@@ -35,7 +35,7 @@ class PortkeyBaseHook(BaseHook):
     """
 
     conn_name_attr = "portkey_conn_id"
-    default_conn_name = "portkey_default"
+    default_conn_name = DEFAULT_CONN_NAME
     conn_type = CONN_TYPE
     hook_name = "Portkey"
 
@@ -49,25 +49,9 @@ class PortkeyBaseHook(BaseHook):
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
-        # Checked here, not at the first request, so a bad DAG argument fails at parse time.
-        if max_retries is not None and (
-            isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-        ):
-            raise PortkeyConfigurationError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
-        if max_retry_wait is not None and (
-            isinstance(max_retry_wait, bool)
-            or not isinstance(max_retry_wait, int | float)
-            or not 0 <= max_retry_wait < float("inf")
-        ):
-            raise PortkeyConfigurationError(
-                f"max_retry_wait must be a number of seconds >= 0, got {max_retry_wait!r}"
-            )
         self.portkey_conn_id = portkey_conn_id
-        self._overrides: dict[str, Any] = {}
-        if max_retries is not None:
-            self._overrides["max_retries"] = max_retries
-        if max_retry_wait is not None:
-            self._overrides["max_retry_wait"] = float(max_retry_wait)
+        # Checked here, not at the first request, so a bad DAG argument fails at parse time.
+        self._overrides = retry_overrides(max_retries=max_retries, max_retry_wait=max_retry_wait)
         self.trace_id = trace_id
         self.metadata = dict(metadata or {})
         self._settings: PortkeySettings | None = None

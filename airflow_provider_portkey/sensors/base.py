@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 
-from airflow_provider_portkey._compat import (
+from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowSensorTimeout,
     AirflowSkipException,
@@ -32,6 +32,8 @@ from airflow_provider_portkey._compat import (
     PokeReturnValue,
     conf,
 )
+
+from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyTransientError
 from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 _DEFERRAL_GRACE = timedelta(minutes=5)
 
 
-def validate_fail_on_statuses(value: Collection[str], allowed: Collection[str]) -> tuple[str, ...]:
+def checked_fail_on_statuses(value: Collection[str], allowed: Collection[str]) -> tuple[str, ...]:
     """``fail_on_statuses`` as a tuple (one string is one status), each one of ``allowed``."""
     if isinstance(value, str):
         value = (value,)
@@ -59,11 +61,6 @@ def validate_fail_on_statuses(value: Collection[str], allowed: Collection[str]) 
     return tuple(value)
 
 
-def default_deferrable() -> bool:
-    """Airflow's ``[operators] default_deferrable``, the switch for every deferrable operator."""
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
-
-
 class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     """
     Wait until an API object reaches a status the subclass stops at (see the module docstring).
@@ -72,9 +69,12 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     :meth:`subject`, :meth:`target_id`, :meth:`unsuccessful` and :meth:`make_trigger`.
 
     :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
-    :param fail_on_statuses: Final statuses that fail the task.
-    :param deferrable: Wait on the triggerer instead of a worker slot.
+    :param fail_on_statuses: Final statuses that fail the task (the subclass checks them).
+    :param deferrable: Wait on the triggerer instead of a worker slot (default: Airflow's
+        ``[operators] default_deferrable``).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook, in every mode: ``max_retries``,
+        ``max_retry_wait`` (override the connection's).
     """
 
     ui_color = "#e8f1ff"
@@ -84,17 +84,17 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        portkey_conn_id: str = "portkey_default",
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
         fail_on_statuses: tuple[str, ...] = (),
-        deferrable: bool | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         trace_id: str | None = None,
+        hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.portkey_conn_id = portkey_conn_id
+        self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
         self.fail_on_statuses = fail_on_statuses
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.trace_id = trace_id
+        self.deferrable = deferrable
         self._last_status: str | None = None
         self._started_at = 0.0
         #: A ``Retry-After`` from the last poke's transient error: the floor of the next interval.
@@ -250,6 +250,9 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             metadata=dict(self.task_trace.metadata),
             polls_done=self._poke_count,
             min_first_wait=self._retry_after,
+            # The trigger's hook retries as this task's does.
+            max_retries=self.hook_params.get("max_retries"),
+            max_retry_wait=self.hook_params.get("max_retry_wait"),
         )
         self.defer(
             trigger=trigger,

@@ -11,9 +11,11 @@ import asyncio
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol, TypedDict, Unpack
+from typing import Any, Protocol, TypedDict
 
-from airflow_provider_portkey._compat import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyTransientError
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
 from airflow_provider_portkey.polling import poll_interval
@@ -32,9 +34,7 @@ class Polled(Protocol):
 
 
 class _RequiredPollOptions(TypedDict):
-    portkey_conn_id: str
     deadline: float
-    poll_interval: float
 
 
 class PollOptions(_RequiredPollOptions, total=False):
@@ -45,6 +45,8 @@ class PollOptions(_RequiredPollOptions, total=False):
     fields; the names are also the serialized kwargs' names.
     """
 
+    portkey_conn_id: str
+    poll_interval: float
     exponential_backoff: bool
     max_wait: float | None
     fail_on_statuses: Sequence[str]
@@ -53,9 +55,8 @@ class PollOptions(_RequiredPollOptions, total=False):
     metadata: Mapping[str, str] | None
     polls_done: int
     min_first_wait: float
-
-
-_POLL_OPTION_NAMES = PollOptions.__required_keys__ | PollOptions.__optional_keys__
+    max_retries: int | None
+    max_retry_wait: float | None
 
 
 class PortkeyPollTrigger(BaseTrigger):
@@ -72,6 +73,12 @@ class PortkeyPollTrigger(BaseTrigger):
     leaves nothing open. Requests carry the deferring task's trace id and metadata, so they land
     in the same Portkey trace as the task's own.
 
+    The kwargs are a contract across releases: a trigger serialized by one release is run by the
+    next after an upgrade. So every option has a default (only the ids and the deadline, in the
+    kwargs of every release, are required), and a kwarg this release does not know (one a later
+    release added, or an earlier one had) is logged and ignored rather than failing the wait.
+    ``tests/data/trigger_kwargs`` holds kwargs frozen from earlier releases; the tests run them.
+
     :param portkey_conn_id: Airflow connection of type ``portkey``.
     :param deadline: Epoch seconds after which the wait ends with a ``timeout`` event.
     :param poll_interval: Seconds between polls (before backoff).
@@ -85,30 +92,51 @@ class PortkeyPollTrigger(BaseTrigger):
         the interval poke mode would wait before its own first poll (instead of asking again at
         once) and continues the backoff from there.
     :param min_first_wait: A ``Retry-After`` the sensor's last check got: the floor of that wait.
+    :param max_retries: The task's ``hook_params`` ``max_retries`` (``None``: the connection's).
+    :param max_retry_wait: The task's ``hook_params`` ``max_retry_wait`` (``None``: the connection's).
     """
 
     #: How log lines name what is waited on ("step", "run"); also the key of its JSON in an event.
     noun: str
 
-    def __init__(self, **options: Unpack[PollOptions]) -> None:
+    def __init__(
+        self,
+        *,
+        deadline: float,
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
+        poll_interval: float = 60.0,
+        exponential_backoff: bool = False,
+        max_wait: float | None = None,
+        fail_on_statuses: Sequence[str] = (),
+        last_status: str | None = None,
+        trace_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        polls_done: int = 0,
+        min_first_wait: float = 0.0,
+        max_retries: int | None = None,
+        max_retry_wait: float | None = None,
+        **unknown: Any,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
-        # **options accepts any name at run time: keep the TypeError an explicit signature gives.
-        wrong = sorted(options.keys() - _POLL_OPTION_NAMES) or sorted(
-            PollOptions.__required_keys__ - options.keys()
-        )
-        if wrong:
-            raise TypeError(f"{type(self).__name__}() got wrong or missing keyword arguments: {wrong}")
-        self.portkey_conn_id = options["portkey_conn_id"]
-        self.deadline = float(options["deadline"])
-        self.poll_interval = float(options["poll_interval"])
-        self.exponential_backoff = options.get("exponential_backoff", False)
-        self.max_wait = options.get("max_wait")
-        self.fail_on_statuses = list(options.get("fail_on_statuses", ()))
-        self.last_status = options.get("last_status")
-        self.trace_id = options.get("trace_id")
-        self.metadata = dict(options.get("metadata") or {})
-        self.polls_done = int(options.get("polls_done", 0))
-        self.min_first_wait = float(options.get("min_first_wait", 0.0))
+        if unknown:
+            self.log.warning(
+                "%s ignores kwargs it does not know (from another release of the provider?): %s",
+                type(self).__name__,
+                ", ".join(sorted(unknown)),
+            )
+        self.portkey_conn_id = portkey_conn_id
+        self.deadline = float(deadline)
+        self.poll_interval = float(poll_interval)
+        self.exponential_backoff = bool(exponential_backoff)
+        self.max_wait = max_wait
+        self.fail_on_statuses = list(fail_on_statuses)
+        self.last_status = last_status
+        self.trace_id = trace_id
+        self.metadata = dict(metadata or {})
+        self.polls_done = int(polls_done)
+        self.min_first_wait = float(min_first_wait)
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
 
     # -- what a subclass says -------------------------------------------------------------------------
 
@@ -154,6 +182,8 @@ class PortkeyPollTrigger(BaseTrigger):
                 "metadata": dict(self.metadata),
                 "polls_done": self.polls_done,
                 "min_first_wait": self.min_first_wait,
+                "max_retries": self.max_retries,
+                "max_retry_wait": self.max_retry_wait,
             },
         )
 
@@ -163,7 +193,13 @@ class PortkeyPollTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         """Poll until there is an outcome; return the one event payload."""
-        hook = PortkeyAsyncHook(self.portkey_conn_id, trace_id=self.trace_id, metadata=self.metadata)
+        hook = PortkeyAsyncHook(
+            self.portkey_conn_id,
+            max_retries=self.max_retries,
+            max_retry_wait=self.max_retry_wait,
+            trace_id=self.trace_id,
+            metadata=self.metadata,
+        )
         last_status = self.last_status
         poll = self.polls_done
         if poll:

@@ -22,8 +22,8 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
-from airflow_provider_portkey._compat import AirflowSensorTimeout
 from airflow_provider_portkey.emulator import EmulatorServer
 from airflow_provider_portkey.errors import PortkeyBadResponseError, PortkeyError
 from airflow_provider_portkey.hooks.portkey import PortkeyHook

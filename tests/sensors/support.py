@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 import pytest
 import structlog
 import structlog.testing
+from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.sdk import DAG
 
-from airflow_provider_portkey._compat import TaskDeferred
 from airflow_provider_portkey.emulator import SEED_RUN_ID, SEED_THREAD_ID, EmulatorServer
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.sensors.run_step import RunStepSensor

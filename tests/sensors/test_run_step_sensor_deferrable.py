@@ -11,12 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
-from airflow_provider_portkey._compat import (
+from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
 )
+
 from airflow_provider_portkey.emulator import (
     SEED_RUN_ID,
     SEED_THREAD_ID,
@@ -85,6 +85,8 @@ def test_execute_checks_once_then_defers_to_a_trigger_with_plain_kwargs(
         "metadata": {},  # a bare context: no task ids to derive a trace from
         "polls_done": 1,
         "min_first_wait": 0.0,
+        "max_retries": None,
+        "max_retry_wait": None,
     }
     # Airflow's own deferral timeout is only a safety net behind the trigger's deadline.
     assert deferred.timeout is not None

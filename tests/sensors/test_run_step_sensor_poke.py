@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from airflow_provider_portkey._compat import (
+from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
 )
+
 from airflow_provider_portkey.emulator import (
     SEED_RUN_ID,
     SEED_THREAD_ID,
