@@ -151,8 +151,6 @@ def list_run_steps_request(
     return ApiRequest("GET", path, tuple(params))
 
 
-#: Run-creation body fields that take an API id, checked like path ids.
-_RUN_ID_FIELDS = ("assistant_id",)
 #: Upstream limits on ``metadata`` (16 pairs, keys up to 64, values up to 512 characters).
 _METADATA_MAX_PAIRS, _METADATA_KEY_MAX, _METADATA_VALUE_MAX = 16, 64, 512
 

@@ -68,7 +68,8 @@ class PortkeyPollTrigger(BaseTrigger):
     event: ``success`` or ``failure`` (with the object's JSON under :attr:`noun`), ``timeout``
     (with the last status seen) or ``error`` (with the message).
 
-    It polls on poke mode's schedule, never sooner than a ``Retry-After`` the server sent. It owns
+    It polls on poke mode's schedule (with backoff, the jitter differs: see
+    :func:`~airflow_provider_portkey.polling.poll_interval`), never sooner than a ``Retry-After``. It owns
     no connection: requests go through the event loop's shared client, so a cancelled trigger
     leaves nothing open. Requests carry the deferring task's trace id and metadata, so they land
     in the same Portkey trace as the task's own.
