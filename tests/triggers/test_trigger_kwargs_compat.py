@@ -9,15 +9,19 @@ ignored, never a ``TypeError`` that kills a wait already in flight.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_portkey.emulator import ASST_DEMO, SEED_RUN_ID, SEED_THREAD_ID, EmulatorServer
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.polling import poll_interval
+from airflow_provider_portkey.provider_info import get_provider_info
 from airflow_provider_portkey.triggers.base import PortkeyPollTrigger
 from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 from tests.sensors.support import FakeClock, log_text, run_trigger
@@ -54,12 +58,17 @@ def prepare(emulator: EmulatorServer, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "thread_id": run.thread_id, "run_id": run.id}
 
 
-def test_fixtures_cover_every_trigger() -> None:
-    classpaths = {frozen(path)[0] for path in FROZEN}
-    assert classpaths == {
-        "airflow_provider_portkey.triggers.run_step.RunStepTrigger",
-        "airflow_provider_portkey.triggers.run.RunTrigger",
+def test_fixtures_cover_every_registered_trigger() -> None:
+    """A new trigger needs frozen kwargs too, from the first release that ships it."""
+    registered = {
+        f"{module.__name__}.{cls.__qualname__}"
+        for entry in get_provider_info()["triggers"]
+        for module in map(importlib.import_module, entry["python-modules"])
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, BaseTrigger) and cls.__module__ == module.__name__ and not inspect.isabstract(cls)
     }
+    assert len(registered) >= 2
+    assert {frozen(path)[0] for path in FROZEN} == registered
 
 
 @pytest.mark.parametrize("path", FROZEN, ids=[path.stem for path in FROZEN])
