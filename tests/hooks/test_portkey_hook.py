@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_portkey.core import FILE_SEARCH_CONTENT
 from airflow_provider_portkey.emulator import (
     STEP_COMPLETES,
     STEP_INSTANT,
@@ -41,6 +40,7 @@ from airflow_provider_portkey.models import (
     RunStepStatus,
     ToolCallsDetails,
 )
+from airflow_provider_portkey.protocol import FILE_SEARCH_CONTENT
 from tests.conftest import PortkeyConnection
 from tests.hooks.support import R, T, use_connection
 from tests.support.airflow_compat import AirflowException, redact
