@@ -609,6 +609,10 @@ def _cause(error: BaseException) -> tuple[str, bool]:
             return f"TLS failed: {current.reason or 'handshake error'}", True
         if isinstance(current, socket.gaierror):
             return f"host name not resolved: {current.strerror or 'unknown host'}", True
+    for current in chain:  # first: urllib3's NewConnectionError is a ConnectTimeoutError too
+        if isinstance(current, OSError) and isinstance(current.errno, int) and current.errno > 0:
+            refused = isinstance(current, ConnectionRefusedError) or never_connected(error)
+            return os.strerror(current.errno), refused
     for current in chain:
         if isinstance(
             current, urllib3.exceptions.ConnectTimeoutError | requests.ConnectTimeout | httpx.ConnectTimeout
@@ -620,10 +624,6 @@ def _cause(error: BaseException) -> tuple[str, bool]:
             current, urllib3.exceptions.ReadTimeoutError | requests.ReadTimeout | httpx.ReadTimeout
         ):
             return "read timed out", False
-    for current in chain:
-        if isinstance(current, OSError) and isinstance(current.errno, int) and current.errno > 0:
-            refused = isinstance(current, ConnectionRefusedError) or never_connected(error)
-            return os.strerror(current.errno), refused
     return "connection broken or answer cut short", False
 
 

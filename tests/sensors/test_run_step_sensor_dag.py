@@ -158,8 +158,8 @@ def test_a_template_rendering_to_none_fails_naming_the_parameter_before_any_requ
     assert result.task_states["wait"] in ("failed", "up_for_retry")
     assert emulator.state.request_count == 0
     errors = log_text(debug_logs, "error")
-    assert "InvalidIdError: run_id must be a non-empty API id" in errors
-    assert f"got {shown}" in errors
+    assert f"InvalidIdError: run_id is {shown}, not an API id" in errors
+    assert "xcom_pull() from a task that pushed no such XCom" in errors
 
 
 def test_a_failed_step_fails_the_task_once_without_using_its_retries(
