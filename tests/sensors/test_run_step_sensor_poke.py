@@ -27,6 +27,7 @@ from airflow_provider_portkey.errors import (
     PortkeyAuthError,
     PortkeyConfigurationError,
     PortkeyError,
+    PortkeyLimitExhaustedError,
     PortkeyNotFoundError,
     RunStepUnsuccessfulError,
 )
@@ -310,6 +311,44 @@ def test_an_outage_after_the_first_look_reached_the_server_is_waited_out_until_t
     assert "last error: " in message
     assert "Connection refused" in message
     assert clock.sleeps == [10, 10, 10]
+
+
+def test_a_refused_look_after_an_earlier_reschedule_is_waited_out_as_an_outage(
+    monkeypatch: pytest.MonkeyPatch,
+    portkey_conn: PortkeyConnection,
+    closed_port: int,
+    clock: FakeClock,
+    sleeps: list[float],
+) -> None:
+    portkey_conn.set(monkeypatch, host=f"http://127.0.0.1:{closed_port}", max_retries=0)
+    earlier_look = FakeTaskInstance(first_reschedule_date=datetime.now(UTC) - timedelta(seconds=60))
+
+    with pytest.raises(AirflowRescheduleException):  # not the first look of this wait: keep waiting
+        sensor(mode="reschedule", poke_interval=30).execute(make_context(earlier_look))
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (429, {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}),
+        (412, {"status": "failure", "message": "Budget limit exceeded for this workspace"}),
+    ],
+    ids=["429-insufficient-quota", "412-budget"],
+)
+def test_a_spent_quota_or_budget_fails_at_once_instead_of_waiting_until_the_timeout(
+    portkey_conn: PortkeyConnection,
+    emulator: EmulatorServer,
+    clock: FakeClock,
+    sleeps: list[float],
+    status: int,
+    body: dict[str, Any],
+) -> None:
+    emulator.state.add_fault("status", path_contains=STEP_COMPLETES, status=status, body=body, times=100)
+
+    with pytest.raises(PortkeyLimitExhaustedError, match="waiting does not help"):
+        sensor(timeout=3600).execute(make_context())
+
+    assert (step_gets(emulator, STEP_COMPLETES), sleeps, clock.sleeps) == (1, [], [])
 
 
 # -- timeouts ------------------------------------------------------------------------------------
