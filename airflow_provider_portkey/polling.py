@@ -35,3 +35,12 @@ def poll_interval(
     digest = hashlib.sha1(f"{jitter_key}#{poke_count}".encode(), usedforsecurity=False).hexdigest()
     interval = float(min_backoff + int(digest, 16) % min_backoff)
     return min(interval, max_wait) if max_wait else interval
+
+
+def capped_wait(interval: float, retry_after: float, remaining: float) -> float:
+    """
+    Seconds to wait before the next poll: ``interval``, at least a ``Retry-After`` the server sent,
+    at most the ``remaining`` time before the wait's deadline (so the last poll comes at it, and a
+    server asking for an hour cannot make a shorter wait sleep past its end).
+    """
+    return max(0.0, min(max(interval, retry_after), remaining))

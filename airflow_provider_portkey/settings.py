@@ -42,6 +42,8 @@ _USERINFO = re.compile(r"(?<=//)[^/@]*@")
 
 
 def _bad(field_name: str, value: object, why: str) -> PortkeyConfigurationError:
+    if value is None or value == "":  # nothing to hide: say it is empty
+        return PortkeyConfigurationError(f"Portkey connection field {field_name!r} is empty: {why}")
     shown = "<redacted>" if field_name in _SECRET_FIELDS else repr(value)
     return PortkeyConfigurationError(f"Portkey connection field {field_name!r} = {shown}: {why}")
 

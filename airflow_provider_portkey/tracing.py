@@ -128,15 +128,27 @@ class PortkeyLogsLink(BaseOperatorLink):
     under :attr:`xcom_key`. The task pushes the URL there when it starts (it needs the connection
     for the app URL and a fixed trace id, which only the worker reads), and ``get_link``, which the
     task runner calls when the task finishes, returns that same value so it is kept.
+
+    The operator that ran in this process knows what it published (possibly nothing: a bad
+    connection fails the task before), so ``get_link`` answers from it; only a task resumed in a
+    new process (after a deferral) reads the XCom back. Asking for an XCom that was never pushed
+    would make Airflow log a second, misleading error ("XCom not found") under the real one.
     """
 
     name = "Portkey logs"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        published = getattr(operator, "portkey_logs_url", _NOT_STARTED)
+        if published is not _NOT_STARTED:
+            return published if isinstance(published, str) else ""
         from airflow.providers.common.compat.sdk import XCom
 
         value = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
         return value if isinstance(value, str) else ""
+
+
+#: ``portkey_logs_url`` of an operator that has not started in this process.
+_NOT_STARTED: Any = object()
 
 
 class PortkeyTaskMixin:
@@ -156,6 +168,8 @@ class PortkeyTaskMixin:
     hook_params: dict[str, Any]
     #: The current try's trace, set by :meth:`traced_hook` (a sensor hands it to its trigger).
     task_trace: TaskTrace = TaskTrace()
+    #: The "Portkey logs" URL this try published (``None``: it failed before it could).
+    portkey_logs_url: str | None
 
     def set_portkey_options(
         self, portkey_conn_id: str, trace_id: str | None, hook_params: Mapping[str, Any] | None
@@ -179,13 +193,13 @@ class PortkeyTaskMixin:
         """
 
         self.task_trace = TaskTrace.from_context(context, self.trace_id)
+        self.portkey_logs_url = None  # started: the link says what this try published, if anything
         self.__dict__.pop("hook", None)  # one made before this try began lacks its trace
         hook = self.hook
         trace_id = hook.settings.effective_trace_id(hook.trace_id)
         if trace_id is not None:
-            context["ti"].xcom_push(
-                key=PortkeyLogsLink().xcom_key, value=logs_url(hook.settings.ui_url, trace_id)
-            )
+            self.portkey_logs_url = logs_url(hook.settings.ui_url, trace_id)
+            context["ti"].xcom_push(key=PortkeyLogsLink().xcom_key, value=self.portkey_logs_url)
         return hook
 
     def portkey_hook(self) -> PortkeyHook:

@@ -10,7 +10,14 @@ from typing import Any, Self
 
 import requests
 
-from airflow_provider_portkey.core import (
+from airflow_provider_portkey.errors import (
+    PortkeyBadResponseError,
+    PortkeyNotFoundError,
+    PortkeyRequestError,
+)
+from airflow_provider_portkey.hooks.base import PortkeyBaseHook
+from airflow_provider_portkey.models import Run, RunStep
+from airflow_provider_portkey.protocol import (
     ApiRequest,
     cancel_run_request,
     connection_error,
@@ -26,13 +33,6 @@ from airflow_provider_portkey.core import (
     run_step_request,
     submit_tool_outputs_request,
 )
-from airflow_provider_portkey.errors import (
-    PortkeyBadResponseError,
-    PortkeyNotFoundError,
-    PortkeyRequestError,
-)
-from airflow_provider_portkey.hooks.base import PortkeyBaseHook
-from airflow_provider_portkey.models import Run, RunStep
 from airflow_provider_portkey.provider_info import UI_FIELD_BEHAVIOUR, conn_fields
 from airflow_provider_portkey.settings import PortkeySettings
 
@@ -47,10 +47,11 @@ class PortkeyHook(PortkeyBaseHook):
     Talk to Portkey's Assistants API (runs and run steps) from a worker.
 
     One ``requests.Session`` per hook keeps the connection alive between polls. Transient failures
-    (connection errors, 408, 429, 5xx) are retried with exponential backoff and full jitter, never
-    sooner than a ``Retry-After``; other errors fail at once. Redirects are never followed.
-    POSTs that create or change something (a run, a cancel, tool outputs) are retried only when
-    the failure proves the server did nothing (never connected, 429, 503): see docs/workflows.md.
+    (connection errors, 408, 429 unless the quota is spent, 5xx) are retried with exponential backoff
+    and full jitter, never sooner than a ``Retry-After`` and never past the hook's ``deadline``;
+    other errors fail at once. Redirects are never followed. POSTs that create or change something
+    (a run, a cancel, tool outputs) are retried only when the failure proves the server did nothing
+    (never connected, 429, 503): see docs/workflows.md. :mod:`..retries` decides all of this.
     Use it as a context manager, or call :meth:`close`, to release the session.
     """
 
@@ -136,7 +137,7 @@ class PortkeyHook(PortkeyBaseHook):
             )
             body = response.content
         except requests.RequestException as error:
-            raise connection_error(api_request, error, settings.base_url) from None
+            raise connection_error(api_request, error, settings.base_url, self.portkey_conn_id) from None
         return interpret_response(api_request, response.status_code, response.headers, body, settings.secrets)
 
     def _run(self, api_request: ApiRequest) -> Run:

@@ -17,7 +17,10 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_portkey.core import (
+from airflow_provider_portkey.errors import PortkeyRequestError
+from airflow_provider_portkey.hooks.base import PortkeyBaseHook
+from airflow_provider_portkey.models import Run, RunStep
+from airflow_provider_portkey.protocol import (
     ApiRequest,
     connection_error,
     get_run_request,
@@ -26,9 +29,6 @@ from airflow_provider_portkey.core import (
     parse_run_step,
     run_step_request,
 )
-from airflow_provider_portkey.errors import PortkeyRequestError
-from airflow_provider_portkey.hooks.base import PortkeyBaseHook
-from airflow_provider_portkey.models import Run, RunStep
 from airflow_provider_portkey.settings import PortkeySettings
 
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)  # = MAX_IN_FLIGHT: no idle churn
@@ -131,7 +131,7 @@ class PortkeyAsyncHook(PortkeyBaseHook):
                     timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
                 )
         except httpx.HTTPError as error:
-            raise connection_error(api_request, error, settings.base_url) from None
+            raise connection_error(api_request, error, settings.base_url, self.portkey_conn_id) from None
         return interpret_response(
             api_request, response.status_code, response.headers, response.content, settings.secrets
         )

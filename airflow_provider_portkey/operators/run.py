@@ -214,7 +214,7 @@ class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
         self.include = include
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_provider_portkey.core import validate_include
+        from airflow_provider_portkey.protocol import validate_include
 
         # Checked before any request: templated filters are only known now.
         statuses = _choices("statuses", self.statuses, [status.value for status in RunStepStatus])
@@ -278,7 +278,7 @@ class SubmitToolOutputsOperator(PortkeyTaskMixin, BaseOperator):
         self.tool_outputs = tool_outputs
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_portkey.core import validate_tool_outputs
+        from airflow_provider_portkey.protocol import validate_tool_outputs
 
         outputs = validate_tool_outputs(self.tool_outputs)
         with self.traced_hook(context) as hook:

@@ -7,9 +7,11 @@ One implementation of the rules, so a run step and a run are waited on the same 
 - a final status in ``fail_on_statuses`` fails the task without retries (a retry cannot change a
   finished object), or skips it under ``soft_fail``, keeping the message;
 - a transient error (after the hook's own retries) is logged and the wait goes on; a permanent one
-  (auth, not found, bad input or configuration) fails at once;
-- ``timeout`` means the same in every mode, and its message names the last status seen; the next
-  poll never comes sooner than a ``Retry-After`` the server sent;
+  (auth, not found, bad input or configuration, a spent budget) fails at once, and so does a first
+  look that reached no server at all (see :func:`~airflow_provider_portkey.retries.keeps_waiting`);
+- ``timeout`` means the same in every mode, and its message names the last status and error seen;
+  the next poll never comes sooner than a ``Retry-After`` the server sent, and no sleep or retry
+  of the hook goes past the deadline;
 - deferred, the subclass's :class:`~airflow_provider_portkey.triggers.base.PortkeyPollTrigger`
   polls on the same schedule with the same trace id, and its one event is turned into the same
   result or error as poke mode.
@@ -34,7 +36,9 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
-from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyTransientError
+from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyRequestError
+from airflow_provider_portkey.polling import capped_wait
+from airflow_provider_portkey.retries import keeps_waiting
 from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
@@ -96,7 +100,11 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         self.fail_on_statuses = fail_on_statuses
         self.deferrable = deferrable
         self._last_status: str | None = None
+        #: The last look's error, for the timeout message (a wait that only saw errors says why).
+        self._last_error: str | None = None
         self._started_at = 0.0
+        #: Whether an earlier look of this wait (an earlier reschedule) already reached the server.
+        self._looked_before = False
         #: A ``Retry-After`` from the last poke's transient error: the floor of the next interval.
         self._retry_after = 0.0
         #: How many times this sensor looked in this process (the backoff's poke count).
@@ -139,6 +147,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         self._started_at = self._start_time(context)
         with self.traced_hook(context) as hook:
+            hook.deadline = self._started_at + self.timeout  # its retries never outlast the wait
             self._active_hook = hook
             try:
                 return self._execute(context)
@@ -167,6 +176,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         if self.reschedule:
             first = context["ti"].get_first_reschedule_date(context)
             if first is not None:
+                self._looked_before = True  # that earlier look did not fail: it reached the server
                 return first.timestamp()
         return time.time()
 
@@ -181,40 +191,53 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         self._retry_after = 0.0
         try:
             polled = self._look()
-        except PortkeyTransientError as error:
+        except PortkeyRequestError as error:
+            first_look = self._poke_count == 1 and not self._looked_before
+            if not keeps_waiting(error, first_look=first_look):
+                if first_look and error.transient:  # transient, yet no server was ever reached
+                    raise self._final(self._unreachable(error), soft_fail_applies=False) from error
+                raise
             self.log.warning(
                 "Still waiting on %s %s after a transient error: %s", self.noun, self.target_id(), error
             )
+            self._last_error = str(error)
             self._retry_after = error.retry_after or 0.0
         else:
-            self._last_status = str(polled.status.value)
+            self._last_status, self._last_error = str(polled.status.value), None
             if self.is_done(polled):
                 return PokeReturnValue(is_done=True, xcom_value=self._finish(polled))
             self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), self._last_status)
-        if time.time() - self._started_at > self.timeout:
+        if time.time() - self._started_at >= self.timeout:
             raise self._final(AirflowSensorTimeout(self._timeout_message()))
         return PokeReturnValue(is_done=False)
+
+    def _unreachable(self, error: PortkeyRequestError) -> PortkeyError:
+        return PortkeyError(
+            f"Waiting on {self.subject()} failed at its first look, which reached no server: {error}. "
+            f"Check the host, port and TLS settings of Airflow connection {self.portkey_conn_id!r}; "
+            "once a look has reached the server, such errors are waited out as an outage."
+        )
 
     def _get_next_poke_interval(
         self, started_at: Any, run_duration: Callable[[], float], poke_count: int
     ) -> float:
         """
-        Airflow's interval (with its backoff), but never sooner than a ``Retry-After`` the server sent.
+        Airflow's interval (with its backoff), never sooner than a ``Retry-After`` the server sent,
+        and never past the sensor's own deadline (Airflow would sleep a whole ``poke_interval``
+        even when ``timeout`` ends sooner): the last poke comes at the deadline.
 
         Airflow 3.0.6 to 3.3.2 offer no public hook for the interval, so this overrides the private
         method and calls it; ``tests/test_polling.py`` fails if its signature or result changes.
-
-        The ``Retry-After`` floor stops at the sensor's own deadline: a server asking for an hour (or
-        forever) must not make a sensor with a shorter ``timeout`` sleep past it.
         """
         interval: float = super()._get_next_poke_interval(started_at, run_duration, poke_count)
-        remaining = max(0.0, self.timeout - (time.time() - self._started_at))
-        return max(interval, min(self._retry_after, remaining))
+        remaining = self.timeout - (time.time() - self._started_at)
+        return capped_wait(interval, self._retry_after, remaining)
 
     def _timeout_message(self) -> str:
+        error = f"; last error: {self._last_error}" if self._last_error else ""
         return (
             f"Sensor has timed out after {self.timeout} s waiting on {self.subject()}; "
-            f"last status seen: {self._last_status}"
+            f"last status seen: {self._last_status}{error}"
         )
 
     def _final(self, error: AirflowException, *, soft_fail_applies: bool = True) -> AirflowException:
@@ -283,6 +306,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             raise PortkeyError(f"{name} got an unexpected trigger event: {event!r}")
         if event["status"] == EVENT_TIMEOUT:
             self._last_status = event.get("last_status")
+            self._last_error = event.get("last_error")
             raise self._final(AirflowSensorTimeout(self._timeout_message()))
         if event["status"] == EVENT_ERROR:
             error = PortkeyError(f"Waiting on {self.subject()} failed: {event.get('message')}")

@@ -102,7 +102,7 @@ class RunStepSensor(PortkeyPollSensor):
         return RunStepUnsuccessfulError(polled.describe())
 
     def make_trigger(self, **common: Unpack[PollOptions]) -> RunStepTrigger:
-        from airflow_provider_portkey.core import validate_include
+        from airflow_provider_portkey.protocol import validate_include
         from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
         return RunStepTrigger(

@@ -16,9 +16,9 @@ from typing import Any, Protocol, TypedDict
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
-from airflow_provider_portkey.errors import PortkeyTransientError
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
-from airflow_provider_portkey.polling import poll_interval
+from airflow_provider_portkey.polling import capped_wait, poll_interval
+from airflow_provider_portkey.retries import keeps_waiting
 from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_FAILURE, EVENT_SUCCESS, EVENT_TIMEOUT
 
 
@@ -200,8 +200,9 @@ class PortkeyPollTrigger(BaseTrigger):
             max_retry_wait=self.max_retry_wait,
             trace_id=self.trace_id,
             metadata=self.metadata,
+            deadline=self.deadline,
         )
-        last_status = self.last_status
+        last_status, last_error = self.last_status, None
         poll = self.polls_done
         if poll:
             # Past the deadline (a triggerer that was down) this does not wait: one last poll
@@ -212,15 +213,17 @@ class PortkeyPollTrigger(BaseTrigger):
             retry_after = 0.0
             try:
                 polled = await self.fetch(hook)
-            except PortkeyTransientError as error:
+            except Exception as error:
+                # Not a first look: the sensor looked (and reached the server) before deferring.
+                if not keeps_waiting(error, first_look=False):
+                    return {"status": EVENT_ERROR, "message": str(error)}
                 self.log.warning(
                     "Still waiting on %s %s after a transient error: %s", self.noun, self.target_id(), error
                 )
                 retry_after = error.retry_after or 0.0
-            except Exception as error:
-                return {"status": EVENT_ERROR, "message": str(error)}
+                last_error = str(error)
             else:
-                last_status = str(polled.status.value)
+                last_status, last_error = str(polled.status.value), None
                 if self.is_done(polled):
                     failed = last_status in self.fail_on_statuses
                     return {
@@ -230,7 +233,7 @@ class PortkeyPollTrigger(BaseTrigger):
                     }
                 self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), last_status)
             if not await self._sleep(poll, retry_after):
-                return self._timeout_event(last_status)
+                return self._timeout_event(last_status, last_error)
 
     async def _sleep(self, poll: int, retry_after: float) -> bool:
         """Wait before poll number ``poll + 1``; ``False`` (without waiting) once the deadline has passed."""
@@ -245,13 +248,15 @@ class PortkeyPollTrigger(BaseTrigger):
             max_wait=self.max_wait,
         )
         # Sleep at most until the deadline, then poll once more: an object that finished meanwhile wins.
-        await asyncio.sleep(min(max(interval, retry_after), remaining))
+        await asyncio.sleep(capped_wait(interval, retry_after, remaining))
         return True
 
-    def _timeout_event(self, last_status: str | None) -> dict[str, Any]:
+    def _timeout_event(self, last_status: str | None, last_error: str | None) -> dict[str, Any]:
+        error = f"; last error: {last_error}" if last_error else ""
         return {
             "status": EVENT_TIMEOUT,
             "message": f"{self.subject()} reached no terminal status before the deadline; "
-            f"last status seen: {last_status}",
+            f"last status seen: {last_status}{error}",
             "last_status": last_status,
+            "last_error": last_error,
         }

@@ -86,6 +86,8 @@ def clock(mocker: Any) -> FakeClock:
         "airflow_provider_portkey.sensors.base",
         "airflow_provider_portkey.triggers.base",
         "airflow.sdk.bases.sensor",
+        # The hooks' retry deadline (a sensor's or trigger's own), checked on the same clock.
+        "airflow_provider_portkey.retries",
     ):
         mocker.patch(f"{module}.time", fake)
     # The hooks keep the real ``time`` module: patch their retry sleeps with the ``sleeps`` fixture.

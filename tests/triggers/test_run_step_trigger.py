@@ -127,6 +127,7 @@ async def test_timeout_event_names_the_last_status_and_never_waits_past_the_dead
         "message": f"run step step_stuck of run {SEED_RUN_ID} (thread {SEED_THREAD_ID}) reached no "
         "terminal status before the deadline; last status seen: in_progress",
         "last_status": "in_progress",
+        "last_error": None,
     }
     assert clock.sleeps == [5, 5, 2]
     assert step_gets(emulator, "step_stuck") == 4  # at 0, 5, 10 and at the deadline
