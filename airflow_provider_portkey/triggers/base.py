@@ -17,7 +17,15 @@ from airflow_provider_portkey._compat import BaseTrigger, TriggerEvent
 from airflow_provider_portkey.errors import PortkeyTransientError
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
 from airflow_provider_portkey.polling import poll_interval
-from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_FAILURE, EVENT_SUCCESS, EVENT_TIMEOUT
+from airflow_provider_portkey.statuses import (
+    EVENT_ERROR,
+    EVENT_FAILURE,
+    EVENT_SUCCESS,
+    EVENT_TIMEOUT,
+    ends_wait,
+    is_known,
+    unknown_status_warning,
+)
 
 
 class Polled(Protocol):
@@ -166,6 +174,7 @@ class PortkeyPollTrigger(BaseTrigger):
         hook = PortkeyAsyncHook(self.portkey_conn_id, trace_id=self.trace_id, metadata=self.metadata)
         last_status = self.last_status
         poll = self.polls_done
+        unknown_seen: set[str] = set()
         if poll:
             # Past the deadline (a triggerer that was down) this does not wait: one last poll
             # still lets an object that finished meanwhile win over the timeout.
@@ -183,8 +192,11 @@ class PortkeyPollTrigger(BaseTrigger):
             except Exception as error:
                 return {"status": EVENT_ERROR, "message": str(error)}
             else:
-                last_status = str(polled.status.value)
-                if self.is_done(polled):
+                last_status = str(polled.status)
+                if not is_known(polled.status) and last_status not in unknown_seen:
+                    unknown_seen.add(last_status)
+                    self.log.warning(unknown_status_warning(self.noun, self.target_id(), last_status))
+                if ends_wait(self.is_done(polled), last_status, self.fail_on_statuses):
                     failed = last_status in self.fail_on_statuses
                     return {
                         "status": EVENT_FAILURE if failed else EVENT_SUCCESS,
