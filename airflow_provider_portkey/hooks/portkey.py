@@ -227,7 +227,7 @@ class PortkeyHook(PortkeyBaseHook):
                 return steps
             cursor = steps[-1].id
             if cursor == after:  # the same page again would loop forever
-                what = f"the next page repeats the last step {after!r} (the server ignores after=)"
+                what = f"has_more is not false but the cursor stays at {after!r} (is after= ignored?)"
                 raise PortkeyBadResponseError(api_request.description, what=what)
             after = cursor
 
