@@ -275,3 +275,19 @@ def test_list_page_fields() -> None:
     assert page.last_id == page.data[-1]["id"]
     with pytest.raises(ValidationError, match="object"):
         RunStepList.model_validate({"object": "thread.run.step", "data": []})
+
+
+def test_the_statuses_module_imports_nothing_of_the_provider() -> None:
+    """statuses.py is the dependency-free base models.py builds on: no import back (not even for typing)."""
+    import ast
+
+    import airflow_provider_portkey.statuses as statuses
+
+    tree = ast.parse(Path(statuses.__file__).read_text())
+    imported = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    assert not [name for name in imported if name and name.startswith("airflow_provider_portkey")]
