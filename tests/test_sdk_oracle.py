@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -215,8 +215,23 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def assert_nothing_dropped(caplog: pytest.LogCaptureFixture) -> None:
-    assert not [r for r in caplog.records if r.name == "airflow_provider_portkey.models"]
+_Ours = TypeVar("_Ours", RunStep, Run)
+_Sdk = TypeVar("_Sdk", SdkRunStep, SdkRun)
+
+
+def parse_both(
+    data: dict[str, Any], ours_type: type[_Ours], sdk_type: type[_Sdk], caplog: pytest.LogCaptureFixture
+) -> tuple[_Ours, _Sdk]:
+    """Validate with the SDK (the oracle), parse with the provider, and check nothing was lost."""
+    caplog.set_level(logging.WARNING)
+    sdk = sdk_type.model_validate(data)
+    ours = ours_type.from_api(data)
+    assert ours.to_json() == data
+    assert plain(ours.model_dump(mode="json", exclude_unset=True)) == plain(
+        sdk.model_dump(mode="json", exclude_unset=True)
+    )
+    assert not [r for r in caplog.records if r.name == "airflow_provider_portkey.models"]  # nothing dropped
+    return ours, sdk
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -224,19 +239,10 @@ def assert_nothing_dropped(caplog: pytest.LogCaptureFixture) -> None:
 def test_every_run_step_the_sdk_accepts_parses_losslessly(
     step: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING)
-    sdk = SdkRunStep.model_validate(step)  # the oracle: this is a valid run step
-
-    ours = RunStep.from_api(step)
-
-    assert ours.to_json() == step
-    assert plain(ours.model_dump(mode="json", exclude_unset=True)) == plain(
-        sdk.model_dump(mode="json", exclude_unset=True)
-    )
+    ours, sdk = parse_both(step, RunStep, SdkRunStep, caplog)
     assert isinstance(ours.status, RunStepStatus)
     assert ours.status == sdk.status
     assert ours.is_terminal is (sdk.status != "in_progress")
-    assert_nothing_dropped(caplog)
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -244,19 +250,10 @@ def test_every_run_step_the_sdk_accepts_parses_losslessly(
 def test_every_run_the_sdk_accepts_parses_losslessly(
     run: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING)
-    sdk = SdkRun.model_validate(run)
-
-    ours = Run.from_api(run)
-
-    assert ours.to_json() == run
-    assert plain(ours.model_dump(mode="json", exclude_unset=True)) == plain(
-        sdk.model_dump(mode="json", exclude_unset=True)
-    )
+    ours, sdk = parse_both(run, Run, SdkRun, caplog)
     assert isinstance(ours.status, RunStatus)
     assert ours.status == sdk.status
     assert [call.id for call in ours.required_tool_calls] == [
         call.id
         for call in (sdk.required_action.submit_tool_outputs.tool_calls if sdk.required_action else [])
     ]
-    assert_nothing_dropped(caplog)

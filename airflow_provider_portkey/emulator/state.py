@@ -419,26 +419,26 @@ class EmulatorState:
     def list_messages(self, thread_id: str) -> list[dict[str, Any]] | None:
         """A thread's messages, oldest first (a look, not a poll); None if the thread is unknown."""
         with self._lock:
-            thread = self._threads.get(thread_id)
-            if thread is None:
-                return None
-            self._catch_up(thread)
-            return thread.all_messages()
+            thread = self._thread_now(thread_id)
+            return None if thread is None else thread.all_messages()
 
     def list_runs(self, thread_id: str) -> list[dict[str, Any]] | None:
         """A thread's agent runs, oldest first (a look, not a poll); None if the thread is unknown."""
         with self._lock:
-            thread = self._threads.get(thread_id)
+            thread = self._thread_now(thread_id)
             if thread is None:
                 return None
-            self._catch_up(thread)
             return [run.agent.render() for run in thread.runs.values() if run.agent is not None]
 
-    def _catch_up(self, thread: Thread) -> None:
-        now = self.clock()
-        for run in thread.runs.values():
-            if run.agent is not None:
-                run.agent.advance_to(now, poll=False)
+    def _thread_now(self, thread_id: str) -> Thread | None:
+        """A thread with its time-advanced runs brought up to now (call under the lock)."""
+        thread = self._threads.get(thread_id)
+        if thread is not None:
+            now = self.clock()
+            for run in thread.runs.values():
+                if run.agent is not None:
+                    run.agent.advance_to(now, poll=False)
+        return thread
 
     def _new_thread(self, request: dict[str, Any]) -> Thread:
         thread = Thread(
