@@ -41,7 +41,7 @@ from airflow_provider_portkey.errors import (
     PortkeyRequestError,
     PortkeyServerError,
 )
-from airflow_provider_portkey.models import Run, RunStep, RunStepList
+from airflow_provider_portkey.models import Run, RunStep, RunStepList, error_path
 
 _T = TypeVar("_T")
 
@@ -673,9 +673,7 @@ def _parse(request: ApiRequest, payload: Any, secrets: Collection[str], parse: C
         return parse(payload)
     except (ValidationError, TypeError) as error:
         problem = (
-            "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()[:3]
-            )
+            "; ".join(f"{error_path(e['loc'])}: {e['msg']}" for e in error.errors()[:3])
             if isinstance(error, ValidationError)
             else str(error)
         )

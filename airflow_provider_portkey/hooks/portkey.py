@@ -211,7 +211,11 @@ class PortkeyHook(PortkeyBaseHook):
         order: str = "asc",
         include: Collection[str] | None = None,
     ) -> list[RunStep]:
-        """All steps of a run, following ``has_more``/``after`` across pages."""
+        """
+        All steps of a run, across pages, as the official SDK pages: the next page starts after the
+        last step of this one, until ``has_more`` is false or, from a server that leaves
+        ``has_more`` out, a page comes back empty.
+        """
         steps: list[RunStep] = []
         after: str | None = None
         while True:
@@ -220,13 +224,12 @@ class PortkeyHook(PortkeyBaseHook):
             )
             page = parse_run_step_list(api_request, self.request(api_request), self.settings.secrets)
             steps += [parse_run_step(api_request, item, self.settings.secrets) for item in page.data]
-            if not page.has_more or not page.data:
+            if page.has_more is False or not page.data:
                 return steps
-            cursor = page.last_id or steps[-1].id
+            cursor = steps[-1].id
             if cursor == after:  # the same page again would loop forever
-                raise PortkeyBadResponseError(
-                    api_request.description, what=f"has_more is true but the cursor stays at {after!r}"
-                )
+                what = f"has_more is not false but the cursor stays at {after!r} (is after= ignored?)"
+                raise PortkeyBadResponseError(api_request.description, what=what)
             after = cursor
 
     def test_connection(self) -> tuple[bool, str]:

@@ -225,7 +225,7 @@ class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
         kept = [
             step.to_json()
             for step in steps
-            if (not statuses or step.status.value in statuses) and (not step_types or step.type in step_types)
+            if (not statuses or str(step.status) in statuses) and (not step_types or step.type in step_types)
         ][: self.limit]
         self.log.info(
             "Run %s has %d steps; returning %d: %s",

@@ -64,5 +64,5 @@ class GetRunStepOperator(PortkeyTaskMixin, BaseOperator):
         with self.traced_hook(context) as hook:
             step = hook.get_run_step(self.thread_id, self.run_id, self.step_id, self.include)
         self.log.info("Fetched: %s", step.describe())
-        context["ti"].xcom_push(key=STATUS_XCOM_KEY, value=step.status.value)
+        context["ti"].xcom_push(key=STATUS_XCOM_KEY, value=str(step.status))
         return step.to_json()

@@ -39,7 +39,15 @@ from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyRequestError
 from airflow_provider_portkey.polling import capped_wait
 from airflow_provider_portkey.retries import keeps_waiting
-from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
+from airflow_provider_portkey.statuses import (
+    EVENT_ERROR,
+    EVENT_STATUSES,
+    EVENT_TIMEOUT,
+    ends_wait,
+    fail_on_status_problem,
+    is_known,
+    unknown_status_warning,
+)
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
 # Only for type hints: a DAG file that imports a sensor must not load the hooks, the triggers, the
@@ -54,13 +62,18 @@ _DEFERRAL_GRACE = timedelta(minutes=5)
 
 
 def checked_fail_on_statuses(value: Collection[str], allowed: Collection[str]) -> tuple[str, ...]:
-    """``fail_on_statuses`` as a tuple (one string is one status), each one of ``allowed``."""
+    """
+    ``fail_on_statuses`` as a tuple (one string is one status): ``allowed``, or statuses this
+    provider does not know that are no typo of a known one (see :func:`fail_on_status_problem`).
+    """
     if isinstance(value, str):
         value = (value,)
     for status in value:
-        if status not in allowed:
+        problem = fail_on_status_problem(status, allowed)
+        if problem:
             raise PortkeyConfigurationError(
-                f"fail_on_statuses has {status!r}; allowed values are {sorted(allowed)} (or empty)"
+                f"fail_on_statuses has {status!r}, which {problem}; allowed values are {sorted(allowed)} "
+                "(or empty), or a status of your server's that this provider does not know"
             )
     return tuple(value)
 
@@ -111,6 +124,8 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         self._poke_count = 0
         #: The hook of the running ``execute`` (one session across pokes, closed at its end).
         self._active_hook: PortkeyHook | None = None
+        #: Statuses this provider does not know that this wait already warned about.
+        self._unknown_seen: set[str] = set()
 
     # -- what a subclass says -------------------------------------------------------------------------
 
@@ -203,8 +218,8 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             self._last_error = str(error)
             self._retry_after = error.retry_after or 0.0
         else:
-            self._last_status, self._last_error = str(polled.status.value), None
-            if self.is_done(polled):
+            self._last_status, self._last_error = str(polled.status), None
+            if self._ends_wait(polled):
                 return PokeReturnValue(is_done=True, xcom_value=self._finish(polled))
             self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), self._last_status)
         if time.time() - self._started_at >= self.timeout:
@@ -217,6 +232,14 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             f"Check the host, port and TLS settings of Airflow connection {self.portkey_conn_id!r}; "
             "once a look has reached the server, such errors are waited out as an outage."
         )
+
+    def _ends_wait(self, polled: Polled) -> bool:
+        """:meth:`is_done`, or a status listed in ``fail_on_statuses``; warns once about an unknown one."""
+        status = str(polled.status)
+        if not is_known(polled.status) and status not in self._unknown_seen:
+            self._unknown_seen.add(status)
+            self.log.warning(unknown_status_warning(self.noun, self.target_id(), status))
+        return ends_wait(self.is_done(polled), status, self.fail_on_statuses)
 
     def _get_next_poke_interval(
         self, started_at: Any, run_duration: Callable[[], float], poke_count: int
@@ -257,7 +280,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
 
     def _finish(self, polled: Polled) -> dict[str, Any]:
         """The XCom value of a finished object, or a no-retry failure for a status the user fails on."""
-        if str(polled.status.value) in self.fail_on_statuses:
+        if str(polled.status) in self.fail_on_statuses:
             raise self._final(self.unsuccessful(polled))
         self.log.info("Done: %s", polled.describe())
         return polled.to_json()
@@ -315,9 +338,8 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             polled = self.parse(event[self.noun])
         except (KeyError, TypeError, ValueError) as error:
             raise PortkeyError(f"{name} got a trigger event without a valid {self.noun}: {error}") from None
-        if not self.is_done(polled):
+        if not ends_wait(self.is_done(polled), str(polled.status), self.fail_on_statuses):
             raise PortkeyError(
-                f"{name} got a {event['status']!r} event for a {self.noun} that is still "
-                f"{polled.status.value}"
+                f"{name} got a {event['status']!r} event for a {self.noun} that is still {polled.status}"
             )
         return self._finish(polled)

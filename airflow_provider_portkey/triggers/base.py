@@ -19,7 +19,15 @@ from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
 from airflow_provider_portkey.polling import capped_wait, poll_interval
 from airflow_provider_portkey.retries import keeps_waiting
-from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_FAILURE, EVENT_SUCCESS, EVENT_TIMEOUT
+from airflow_provider_portkey.statuses import (
+    EVENT_ERROR,
+    EVENT_FAILURE,
+    EVENT_SUCCESS,
+    EVENT_TIMEOUT,
+    ends_wait,
+    is_known,
+    unknown_status_warning,
+)
 
 
 class Polled(Protocol):
@@ -204,6 +212,7 @@ class PortkeyPollTrigger(BaseTrigger):
         )
         last_status, last_error = self.last_status, None
         poll = self.polls_done
+        unknown_seen: set[str] = set()
         if poll:
             # Past the deadline (a triggerer that was down) this does not wait: one last poll
             # still lets an object that finished meanwhile win over the timeout.
@@ -223,8 +232,11 @@ class PortkeyPollTrigger(BaseTrigger):
                 retry_after = error.retry_after or 0.0
                 last_error = str(error)
             else:
-                last_status, last_error = str(polled.status.value), None
-                if self.is_done(polled):
+                last_status, last_error = str(polled.status), None
+                if not is_known(polled.status) and last_status not in unknown_seen:
+                    unknown_seen.add(last_status)
+                    self.log.warning(unknown_status_warning(self.noun, self.target_id(), last_status))
+                if ends_wait(self.is_done(polled), last_status, self.fail_on_statuses):
                     failed = last_status in self.fail_on_statuses
                     return {
                         "status": EVENT_FAILURE if failed else EVENT_SUCCESS,

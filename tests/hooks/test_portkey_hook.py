@@ -639,7 +639,7 @@ def test_body_that_is_not_json_is_a_bad_response_quoting_an_excerpt(
         ({"object": "thread.run"}, "object"),
         ({"id": None}, "id"),
         ({"status": None}, "status"),
-        ({"status": "paused"}, "status"),
+        ({"status": 3}, "status"),
     ],
 )
 def test_json_that_is_not_a_run_step_is_a_bad_response(

@@ -116,7 +116,7 @@ def test_hook_retries_a_transient_fault_then_succeeds_or_fails_at_once_on_a_bad_
 
     with PortkeyHook() as hook:
         if fault.transient:
-            assert hook.get_run_step(T, R, step).status.value == "in_progress"
+            assert str(hook.get_run_step(T, R, step).status) == "in_progress"
             assert fault.hook_waits_ok(sleeps), sleeps
             assert step_gets(env.emulator, step) == ATTEMPTS
         else:
@@ -156,7 +156,7 @@ def test_hook_waits_what_each_response_of_a_retry_after_sequence_asked(
         env.emulator.state.add_fault("status", status=status, headers={"Retry-After": retry_after})
 
     with PortkeyHook() as hook:
-        assert hook.get_run_step(T, R, step).status.value == "in_progress"
+        assert str(hook.get_run_step(T, R, step).status) == "in_progress"
 
     first, second, third, fourth = sleeps
     assert (first, third) == (3, 7)
@@ -176,7 +176,7 @@ async def test_async_hook_waits_what_each_response_of_a_retry_after_sequence_ask
 
     step_seen = await PortkeyAsyncHook().get_run_step(T, R, step)
 
-    assert step_seen.status.value == "in_progress"
+    assert str(step_seen.status) == "in_progress"
     first, second, third = clock.sleeps
     assert (first, third) == (3, 7)
     assert 17.5 <= second <= 20

@@ -158,7 +158,7 @@ def test_fail_on_statuses_can_pick_which_statuses_fail(
         sensor("step_fails", fail_on_statuses=["failed"]).execute(make_context())
 
 
-@pytest.mark.parametrize("bad", [("completed",), ("in_progress",), ("failed", "nope")])
+@pytest.mark.parametrize("bad", [("completed",), ("in_progress",), ("failed", "faild")])
 def test_fail_on_statuses_rejects_statuses_that_cannot_mean_failure(bad: tuple[str, ...]) -> None:
     with pytest.raises(PortkeyConfigurationError, match="fail_on_statuses"):
         sensor(fail_on_statuses=bad)
