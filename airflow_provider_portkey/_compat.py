@@ -6,7 +6,12 @@ warns); only where that import fails does it fall back to where older Airflow 3 
 - ``BaseHook``: ``airflow.sdk`` (3.1+), else ``airflow.hooks.base`` (3.0);
 - ``conf``: ``airflow.sdk`` (3.2+), else ``airflow.configuration`` (3.0, 3.1);
 - the exceptions: ``airflow.sdk.exceptions`` (3.2+), else ``airflow.exceptions`` (3.0, 3.1), all from
-  the same module so that the task runner of that release catches them.
+  the same module so that the task runner of that release catches them;
+- ``amask_secret``, masking from an event loop (a trigger): ``airflow.sdk.log`` where Airflow has
+  it, else the sync ``mask_secret`` in a worker thread. On 3.0 the sync one, called on the
+  triggerer's loop, asks its supervisor through ``async_to_sync`` and raises ("You cannot use
+  AsyncToSync in the same thread as an async event loop"); from a ``sync_to_async`` thread the
+  request runs on that loop instead, as ``airflow.providers.common.compat.connection`` does there.
 
 The rest is in the same place on every supported Airflow (3.0.6 and later). Type checkers see the
 ``airflow.sdk`` names only. ``BaseTrigger`` and ``TriggerEvent`` are imported on first use (see
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
         AirflowSkipException,
         TaskDeferred,
     )
+    from airflow.sdk.log import amask_secret
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 else:
     try:
@@ -49,6 +55,15 @@ else:
         from airflow.sdk import conf
     except ImportError:  # Airflow 3.0, 3.1
         from airflow.configuration import conf
+
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow 3.0 has only the sync mask_secret, which must not run on the loop
+
+        async def amask_secret(secret: object, name: str | None = None) -> None:
+            from asgiref.sync import sync_to_async
+
+            await sync_to_async(mask_secret)(secret, name)
 
     try:
         from airflow.sdk.exceptions import (
@@ -99,6 +114,7 @@ __all__ = [
     "PokeReturnValue",
     "TaskDeferred",
     "TriggerEvent",
+    "amask_secret",
     "conf",
     "mask_secret",
 ]

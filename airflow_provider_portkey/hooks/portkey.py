@@ -10,6 +10,7 @@ from typing import Any, Self
 
 import requests
 
+from airflow_provider_portkey._compat import mask_secret
 from airflow_provider_portkey.core import (
     ApiRequest,
     cancel_run_request,
@@ -95,9 +96,12 @@ class PortkeyHook(PortkeyBaseHook):
         """The validated connection (read once per hook)."""
         if self._settings is None:
             conn = self.get_connection(self.portkey_conn_id)
-            self._settings_from(
+            settings = self._validated_settings(
                 host=conn.host, password=conn.password, port=conn.port, extra=conn.extra_dejson
             )
+            for secret in settings.secrets:
+                mask_secret(secret)
+            self._settings = settings
         assert self._settings is not None
         return self._settings
 
