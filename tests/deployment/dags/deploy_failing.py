@@ -21,6 +21,8 @@ THREAD_ID = "thread_deploy_failing"
 RUN_ID = "run_deploy_failing"
 FAILING_STEP = "step_deploy_fails"
 OBSERVED_STEP = "step_deploy_fails_observed"
+#: See deploy_mapped.POKE_INTERVAL (not imported: Airflow loads each DAG file on its own).
+POKE_INTERVAL = 5
 LAST_ERROR = {"code": "rate_limit_exceeded", "message": "Deployment tier: the assistant ran out of quota."}
 
 
@@ -38,7 +40,7 @@ def deploy_failing_step() -> None:
         run_id=RUN_ID,
         step_id=FAILING_STEP,
         deferrable=True,
-        poke_interval=1,
+        poke_interval=POKE_INTERVAL,
         retries=2,
         retry_delay=timedelta(seconds=1),
         timeout=timedelta(minutes=10),
@@ -50,7 +52,7 @@ def deploy_failing_step() -> None:
         step_id=OBSERVED_STEP,
         fail_on_statuses=(),
         deferrable=True,
-        poke_interval=1,
+        poke_interval=POKE_INTERVAL,
         timeout=timedelta(minutes=10),
     )
 

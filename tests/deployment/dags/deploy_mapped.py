@@ -16,6 +16,12 @@ from airflow.sdk import dag, task
 
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 
+#: Seconds between polls. Not shorter: Airflow (3.0 to 3.3 at least) may fail a deferred task whose
+#: trigger fires before the scheduler has processed the worker's exit at deferral ("finished with
+#: state success, but the task instance's state attribute is queued", apache/airflow#67287), and a
+#: loaded scheduler takes seconds to do that.
+POKE_INTERVAL = 5
+
 
 @dataclass(frozen=True)
 class StepsDag:
@@ -48,7 +54,7 @@ def steps_dag(spec: StepsDag) -> None:
             thread_id=spec.thread_id,
             run_id=spec.run_id,
             deferrable=True,
-            poke_interval=1,
+            poke_interval=POKE_INTERVAL,
             timeout=timedelta(minutes=10),
         ).expand(step_id=spec.step_ids)
 
