@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 import httpx
 import sqlalchemy
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from tests.support.ports import LOOPBACK, free_port
 
@@ -97,7 +99,9 @@ class Deployment:
     components: dict[str, Component] = field(default_factory=dict)
     #: Components killed on purpose (their exit is not a failure).
     killed: set[str] = field(default_factory=set)
-    _engine: sqlalchemy.Engine | None = None
+    #: Size of each component's log when :meth:`stop` began: what they logged while in service.
+    log_sizes_at_stop: dict[str, int] = field(default_factory=dict)
+    _engine: Engine | None = None
 
     @property
     def home(self) -> Path:
@@ -216,6 +220,8 @@ class Deployment:
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM every component still running, SIGKILL what is left after ``grace`` seconds."""
+        for name, component in self.components.items():
+            self.log_sizes_at_stop[name] = component.log_path.stat().st_size
         running = [component for component in self.components.values() if component.alive()]
         for component in running:
             component.signal_group(signal.SIGTERM)
@@ -290,12 +296,10 @@ class Deployment:
     # -- metadata database --------------------------------------------------------------------------
 
     @property
-    def engine(self) -> sqlalchemy.Engine:
+    def engine(self) -> Engine:
         if self._engine is None:
             args = {"timeout": 30} if self.db_url.startswith("sqlite") else {}
-            self._engine = sqlalchemy.create_engine(
-                self.db_url, connect_args=args, poolclass=sqlalchemy.NullPool
-            )
+            self._engine = sqlalchemy.create_engine(self.db_url, connect_args=args, poolclass=NullPool)
         return self._engine
 
     def query(self, sql: str, **params: Any) -> list[Any]:
@@ -331,7 +335,9 @@ class Deployment:
             d=dag_id,
             r=run_id,
         )
-        return {(row[0], row[1], row[2]): _json(row[3]) for row in rows}
+        # SQLite hands back the JSON text; PostgreSQL's driver decodes its JSON columns itself.
+        decode = json.loads if self.db_url.startswith("sqlite") else _same
+        return {(row[0], row[1], row[2]): decode(row[3]) for row in rows}
 
     def triggers(self) -> dict[int, TriggerRow]:
         from tests.support.airflow_compat import stored_trigger_kwargs
@@ -351,7 +357,9 @@ class Deployment:
     # -- logs ---------------------------------------------------------------------------------------
 
     def component_log(self, name: str) -> str:
-        return self.components[name].log_path.read_text(errors="replace")
+        """What the component logged until :meth:`stop` (its shutdown is not under test)."""
+        data = self.components[name].log_path.read_bytes()
+        return data[: self.log_sizes_at_stop.get(name, len(data))].decode(errors="replace")
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
         folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
@@ -373,8 +381,8 @@ def _tail(path: Path) -> str:
     return text[-LOG_TAIL_CHARS:]
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
+def _same(value: Any) -> Any:
+    return value
 
 
 def _datetime(value: Any) -> datetime | None:

@@ -59,7 +59,14 @@ def _version_key(path: str) -> tuple[int, ...]:
 def _run(argv: list[str], user: str | None, log: Path) -> None:
     with log.open("ab") as output:
         result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            argv, user=user, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
+            argv,
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
     if result.returncode != 0:
         raise PostgresUnavailableError(
@@ -89,9 +96,9 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
             f"-p {port} -k {directory} -c listen_addresses={LOOPBACK} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        _run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"], user, log
-        )
+        # The server writes its own log as the cluster's user; pg_ctl's output goes elsewhere.
+        pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
+        _run(pg_ctl, user, directory / "pg_ctl.out")
         started = True
         _run(
             [str(bindir / "createdb"), "-h", LOOPBACK, "-p", str(port), "-U", USER, "airflow"],
@@ -101,5 +108,9 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield PostgresCluster(f"postgresql+psycopg2://{USER}@{LOOPBACK}:{port}/airflow", data)
     finally:
         if started:
-            _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], user, log)
+            _run(
+                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                user,
+                directory / "pg_ctl.out",
+            )
         shutil.rmtree(directory, ignore_errors=True)

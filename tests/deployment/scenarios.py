@@ -179,7 +179,7 @@ def run_scenarios(run: TierRun) -> None:
     run.timings["kill_dag_deferred"] = time.monotonic() - started
 
     # 2. SIGKILL the only triggerer; nothing may poll until its triggers are free to move.
-    [old_job] = {trigger.triggerer_id for _, trigger in before.values()} - {None}
+    [old_job] = {trigger.triggerer_id for _, trigger in before.values() if trigger.triggerer_id is not None}
     deployment.kill("triggerer-1")
     killed_at = time.time()
     before = _kill_dag_triggers(run)  # sensors that deferred since are in too
