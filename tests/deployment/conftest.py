@@ -91,7 +91,7 @@ def _record_figures(config: pytest.Config, leg: str, run: TierRun) -> None:
     counts = request_counts(run)
     config.stash.setdefault(FIGURES, []).append(
         f"deployment tier, Airflow {AIRFLOW_VERSION}, {leg}: scenarios {run.tier_seconds:.0f} s "
-        f"(healthy after {run.timings['healthy']:.0f} s); step completed -> task success "
+        f"(healthy after {run.healthy_seconds:.0f} s); step completed -> task success "
         f"median {statistics.median(latencies):.1f} s, max {max(latencies):.1f} s; "
         f"triggerer SIGKILL -> every wait polled again {run.recovery_seconds:.1f} s "
         f"({run.seconds_down:.1f} s without a triggerer); "

@@ -4,8 +4,8 @@
 ``dag-processor`` and any number of ``triggerer`` processes, each its own process group with its
 output in its own file, all with one ``AIRFLOW_HOME`` and this interpreter's virtualenv. It only
 ever signals the process groups it started (by PID), and :meth:`Deployment.stop` ends them all,
-also when a test failed. Outcomes are read from the metadata database (SQLite or PostgreSQL,
-through SQLAlchemy) and the REST API.
+also when a test failed. Health and DAG runs go through the REST API; outcomes are read from the
+metadata database (SQLite or PostgreSQL, through SQLAlchemy).
 
 The child environment is the parent's minus every ``AIRFLOW*`` variable, plus the settings below:
 short heartbeats and loop intervals, so that the tier stays fast on a 2-core machine.
@@ -335,8 +335,7 @@ class Deployment:
             d=dag_id,
             r=run_id,
         )
-        # SQLite hands back the JSON text; PostgreSQL's driver decodes its JSON columns itself.
-        decode = json.loads if self.db_url.startswith("sqlite") else _same
+        decode = _sqlite_json if self.db_url.startswith("sqlite") else _same
         return {(row[0], row[1], row[2]): decode(row[3]) for row in rows}
 
     def triggers(self) -> dict[int, TriggerRow]:
@@ -382,7 +381,13 @@ def _tail(path: Path) -> str:
 
 
 def _same(value: Any) -> Any:
+    """A JSON column's value from PostgreSQL, which its driver has already decoded."""
     return value
+
+
+def _sqlite_json(value: Any) -> Any:
+    """A JSON column's value from SQLite: the JSON text, or a number (the column has numeric affinity)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _datetime(value: Any) -> datetime | None:
