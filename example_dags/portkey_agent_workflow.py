@@ -66,7 +66,10 @@ def wait_on_run(task_id: str, *, stop_on_requires_action: bool) -> RunSensor:
         stop_on_requires_action=stop_on_requires_action,
         fail_on_statuses=(),
         deferrable=True,
-        poke_interval=1,  # short for the demo; agents usually take longer
+        # Short for the demo; agents usually take longer. Not below a few seconds: Airflow (3.0 to
+        # 3.3 at least) can fail a deferred task whose trigger fires before the scheduler has seen
+        # the worker exit when it deferred (apache/airflow#67287).
+        poke_interval=5,
         timeout=timedelta(minutes=30),
     )
 

@@ -15,7 +15,9 @@ pins=("hatchling>=1.25")
 case "$airflow_version" in
     # 3.0.x leaves FastAPI unbounded, and a current FastAPI rejects its in-process execution API's
     # requests (every task of `airflow dags test` fails to start with a 422). 3.1 caps it at <0.118.
-    3.0.*) pins+=("fastapi<0.118") ;;
+    # Its api-server also rejects every token with PyJWT >= 2.11 ("Issuer (iss) must be a string");
+    # its constraints pinned 2.10.1. The deployment tier runs that api-server.
+    3.0.*) pins+=("fastapi<0.118" "pyjwt<2.11") ;;
 esac
 # Before 3.2, Airflow builds a hook's connection form from wtforms widgets, only when flask-appbuilder
 # is installed: install it so that the suite covers the Portkey hook's form for those releases.

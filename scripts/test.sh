@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything, run ruff and mypy, then the whole pytest suite twice: on the newest Airflow
 # (.venv, AIRFLOW_VERSION of scripts/bootstrap.sh) and on the oldest one the package supports
-# (.venv-airflow-<major.minor>). Extra args go to both pytest runs. Exit status: 0 only when
+# (.venv-airflow-<major.minor>). Both runs include the deployment tier (tests/deployment: a real
+# Airflow deployment on SQLite and on a throwaway PostgreSQL cluster, whose server binaries this
+# script installs when they are missing). Extra args go to both pytest runs. Exit status: 0 only when
 # everything passed; a pytest run that collects no tests (exit 5) is a failure too.
 #   OLDEST_AIRFLOW_VERSION=3.0.6   the oldest Airflow to test (empty: skip that run)
 set -euo pipefail
@@ -16,6 +18,22 @@ if [[ -n "$oldest" ]]; then
     started=$SECONDS
     AIRFLOW_VERSION="$oldest" "$root/scripts/bootstrap.sh" "$oldest_venv"
     echo "bootstrap of $oldest_venv: $((SECONDS - started)) s"
+fi
+
+# The deployment tier's PostgreSQL leg runs a throwaway cluster with the machine's PostgreSQL server
+# binaries (Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH): install them where
+# possible, else stop here saying what is missing. The tier never skips that leg.
+if [[ -z "${PG_BINDIR:-}" ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "== installing the PostgreSQL server binaries (deployment tier)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 ||
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+    else
+        echo "The deployment tier needs the PostgreSQL server binaries (initdb, pg_ctl):" \
+            "install them (apt-get install postgresql-15) or set PG_BINDIR to their folder." >&2
+        exit 1
+    fi
 fi
 
 echo "== ruff"

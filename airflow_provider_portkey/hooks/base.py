@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow import __version__ as airflow_version
-from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_portkey import __version__
 from airflow_provider_portkey.connection_fields import CONN_TYPE, DEFAULT_CONN_NAME
@@ -60,10 +60,15 @@ class PortkeyBaseHook(BaseHook):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(portkey_conn_id={self.portkey_conn_id!r})"
 
-    def _settings_from(
+    def _validated_settings(
         self, *, host: str | None, password: str | None, port: int | None, extra: Mapping[str, Any]
     ) -> PortkeySettings:
-        """Validate a connection once, register its secrets for redaction, apply overrides."""
+        """
+        Validate a connection and apply the overrides; errors name the Airflow connection.
+
+        The caller registers ``settings.secrets`` for redaction: the sync hook with ``mask_secret``,
+        the async one with ``amask_secret`` (the sync call fails on a 3.0 triggerer's event loop).
+        """
         try:
             settings = PortkeySettings.from_connection_fields(
                 host=host, password=password, port=port, extra=extra
@@ -72,9 +77,6 @@ class PortkeyBaseHook(BaseHook):
             raise PortkeyConfigurationError(f"Airflow connection {self.portkey_conn_id!r}: {error}") from None
         if self._overrides:
             settings = dataclasses.replace(settings, **self._overrides)
-        for secret in settings.secrets:
-            mask_secret(secret)
-        self._settings = settings
         return settings
 
     def _headers(self, settings: PortkeySettings) -> dict[str, str]:

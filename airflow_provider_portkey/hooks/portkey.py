@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import requests
+from airflow.providers.common.compat.sdk import mask_secret
 
 from airflow_provider_portkey.errors import (
     PortkeyBadResponseError,
@@ -96,9 +97,12 @@ class PortkeyHook(PortkeyBaseHook):
         """The validated connection (read once per hook)."""
         if self._settings is None:
             conn = self.get_connection(self.portkey_conn_id)
-            self._settings_from(
+            settings = self._validated_settings(
                 host=conn.host, password=conn.password, port=conn.port, extra=conn.extra_dejson
             )
+            for secret in settings.secrets:
+                mask_secret(secret)
+            self._settings = settings
         assert self._settings is not None
         return self._settings
 

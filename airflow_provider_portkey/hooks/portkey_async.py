@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_portkey._compat import amask_secret
 from airflow_provider_portkey.errors import PortkeyRequestError
 from airflow_provider_portkey.hooks.base import PortkeyBaseHook
 from airflow_provider_portkey.models import Run, RunStep
@@ -105,7 +106,12 @@ class PortkeyAsyncHook(PortkeyBaseHook):
 
             conn = await get_async_connection(self.portkey_conn_id)
             extra = await get_async_extra_dejson(conn)
-            self._settings_from(host=conn.host, password=conn.password, port=conn.port, extra=extra)
+            settings = self._validated_settings(
+                host=conn.host, password=conn.password, port=conn.port, extra=extra
+            )
+            for secret in settings.secrets:
+                await amask_secret(secret)
+            self._settings = settings
         assert self._settings is not None
         return self._settings
 
