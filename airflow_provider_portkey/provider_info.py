@@ -29,10 +29,9 @@ def conn_fields() -> dict[str, Any]:
 
 
 def get_provider_info() -> dict[str, Any]:
-    def modules(kind: str, name: str) -> list[dict[str, Any]]:
-        return [
-            {"integration-name": "Portkey", "python-modules": [f"airflow_provider_portkey.{kind}.{name}"]}
-        ]
+    def modules(kind: str, *names: str) -> list[dict[str, Any]]:
+        paths = [f"airflow_provider_portkey.{kind}.{name}" for name in names]
+        return [{"integration-name": "Portkey", "python-modules": paths}]
 
     return {
         "package-name": "airflow-provider-portkey",
@@ -48,9 +47,9 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": modules("hooks", "portkey"),
         "extra-links": ["airflow_provider_portkey.tracing.PortkeyLogsLink"],
-        "sensors": modules("sensors", "run_step"),
-        "operators": modules("operators", "run_step"),
-        "triggers": modules("triggers", "run_step"),
+        "sensors": modules("sensors", "run_step", "response"),
+        "operators": modules("operators", "run_step", "response"),
+        "triggers": modules("triggers", "run_step", "response"),
         "connection-types": [
             {
                 "hook-class-name": HOOK_CLASS,
