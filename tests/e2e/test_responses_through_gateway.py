@@ -3,7 +3,8 @@
 The chain of ``test_agent_workflow_through_gateway``: the hook, the triggers' async hook or
 ``airflow dags test`` -> the gateway (npm ``@portkey-ai/gateway``) -> the emulator in ``openai``
 mode, routed with ``provider`` = ``openai``, a provider key and ``custom_host`` = the emulator.
-The gateway routes ``POST/GET/DELETE /v1/responses...`` itself and the cancel through its proxy.
+The gateway routes ``POST/GET/DELETE /v1/responses...`` itself (and adds ``"provider"`` to each
+answer) and the cancel through its proxy.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def test_the_deferred_sensor_waits_through_the_gateway(
     result, deferral = run_deferred(sensor, make_context(ti))
     assert deferral.event["status"] == "success"
     assert result["status"] == ti.pushed["status"] == status
-    assert result == upstream.state.responses.retrieve(created.id)  # ended: as sent, unchanged
+    # As Portkey sent it: the upstream's JSON, plus the provider the gateway names in every answer.
+    assert result == {**(upstream.state.responses.retrieve(created.id) or {}), "provider": "openai"}
 
 
 @pytest.fixture(scope="module")
