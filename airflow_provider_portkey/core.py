@@ -137,6 +137,16 @@ def list_run_steps_request(
     before: str | None = None,
     include: Collection[str] | None = None,
 ) -> ApiRequest:
+    params = page_params(limit=limit, order=order, after=after, before=before)
+    params += [("include[]", value) for value in validate_include(include)]
+    path = _path("threads", ("thread_id", thread_id), "runs", ("run_id", run_id), "steps")
+    return ApiRequest("GET", path, tuple(params))
+
+
+def page_params(
+    *, limit: int, order: str, after: str | None = None, before: str | None = None
+) -> list[tuple[str, str]]:
+    """The cursor-pagination query every list endpoint takes (``limit`` 1-100, ``order``, cursors)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
         raise PortkeyConfigurationError(f"limit must be a whole number from 1 to 100, got {limit!r}")
     if order not in ("asc", "desc"):
@@ -146,9 +156,7 @@ def list_run_steps_request(
         params.append(("after", validate_id("after", after)))
     if before is not None:
         params.append(("before", validate_id("before", before)))
-    params += [("include[]", value) for value in validate_include(include)]
-    path = _path("threads", ("thread_id", thread_id), "runs", ("run_id", run_id), "steps")
-    return ApiRequest("GET", path, tuple(params))
+    return params
 
 
 #: Run-creation body fields that take an API id, checked like path ids.

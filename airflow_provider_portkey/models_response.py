@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
-from airflow_provider_portkey.models import _ApiModel, _ApiObject
+from airflow_provider_portkey.models import RunStepList, _ApiModel, _ApiObject
 from airflow_provider_portkey.response_status import ResponseStatus as ResponseStatus
 
 _T = TypeVar("_T")
@@ -128,11 +128,5 @@ class Response(_ApiObject):
         return text
 
 
-class ResponseItemList(BaseModel):
-    """One page of ``GET /responses/{id}/input_items``: ``data`` kept as sent."""
-
-    object: Literal["list"]
-    data: list[dict[str, Any]]
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
+#: One page of ``GET /responses/{id}/input_items``: the page every list endpoint answers with.
+ResponseItemList = RunStepList

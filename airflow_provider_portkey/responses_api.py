@@ -21,6 +21,7 @@ from airflow_provider_portkey.core import (
     _json_body,
     _parse,
     _path,
+    page_params,
     validate_id,
     validate_metadata,
 )
@@ -105,13 +106,7 @@ def list_input_items_request(
     include: Collection[str] | None = None,
 ) -> ApiRequest:
     """One page of ``GET /responses/{id}/input_items``."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise PortkeyConfigurationError(f"limit must be a whole number from 1 to 100, got {limit!r}")
-    if order not in ("asc", "desc"):
-        raise PortkeyConfigurationError(f"order must be 'asc' or 'desc', got {order!r}")
-    params = [("limit", str(limit)), ("order", order)]
-    if after is not None:
-        params.append(("after", validate_id("after", after)))
+    params = page_params(limit=limit, order=order, after=after)
     params += [("include[]", value) for value in validate_response_include(include)]
     path = _path("responses", ("response_id", response_id), "input_items")
     return ApiRequest("GET", path, tuple(params))

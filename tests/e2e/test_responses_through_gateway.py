@@ -23,6 +23,8 @@ from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.sensors.response import ResponseSensor
 from tests.e2e.test_agent_workflow_through_gateway import Forwarded, _connection, forwarded
 from tests.example_dags.airflow_cli import migrate_template, run_dag, without_mask_secret_requests
+from tests.example_dags.background_response import ANSWERED_STATES
+from tests.example_dags.background_response import DAG_ID as BACKGROUND_DAG_ID
 from tests.sensors.support import FakeClock, FakeTaskInstance, clock, make_context, run_deferred
 from tests.support.gateway import PortkeyGateway
 from tests.support.secrets import API_KEY, PROVIDER_KEY, assert_no_secret
@@ -126,20 +128,14 @@ def test_the_background_response_dag_creates_waits_and_branches_through_the_gate
         result = run_dag(
             template_db,
             tmp_path / "background-response",
-            "portkey_background_response",
+            BACKGROUND_DAG_ID,
             connection=_connection(portkey_gateway, upstream),
         )
         created = upstream.state.responses.created
         requests = upstream.state.requests
 
     assert (result.returncode, result.run_state) == (0, "success"), result.describe()
-    assert result.states() == {
-        "ask": "success",
-        "wait_for_response": "success",
-        "branch_on_status": "success",
-        "use_answer": "success",
-        "report_failure": "skipped",
-    }
+    assert result.states() == ANSWERED_STATES
     assert result.deferred_tasks == ["wait_for_response"]
     assert result.xcom("use_answer")["answer"] == "Emulated answer to: Why is the sky blue?"
     assert created == 1

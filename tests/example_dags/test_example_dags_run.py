@@ -35,6 +35,8 @@ from tests.example_dags.airflow_cli import (
     run_dag,
     without_mask_secret_requests,
 )
+from tests.example_dags.background_response import ANSWERED_STATES
+from tests.example_dags.background_response import DAG_ID as BACKGROUND_DAG_ID
 from tests.support.secrets import API_KEY, VIRTUAL_KEY, assert_no_secret
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +45,6 @@ WAIT_AND_BRANCH = "portkey_wait_and_branch"
 INSPECT = "portkey_inspect_step"
 MAPPED = "portkey_mapped_steps"
 TRIGGER = "airflow_provider_portkey.triggers.run_step.RunStepTrigger"
-BACKGROUND = "portkey_background_response"
 CHAIN = "portkey_response_chain"
 RESPONSE_TRIGGER = "airflow_provider_portkey.triggers.response.ResponseTrigger"
 ALREADY_FAILED = "step_already_failed"
@@ -74,9 +75,9 @@ SCENARIOS: dict[str, Scenario] = {
     "inspect-failed": Scenario(INSPECT, {"step_id": ALREADY_FAILED}, setup=_add_failed_step),
     "mapped-all-complete": Scenario(MAPPED),  # the params' defaults: step_map_1..3
     "mapped-one-cancelled": Scenario(MAPPED, {"step_ids": ["step_map_1", "step_cancelled"]}),
-    "response-completes": Scenario(BACKGROUND),  # the params' defaults: emulator-completes
-    "response-fails": Scenario(BACKGROUND, {"model": "emulator-fails"}),
-    "response-incomplete": Scenario(BACKGROUND, {"model": "emulator-incomplete"}),
+    "response-completes": Scenario(BACKGROUND_DAG_ID),  # the params' defaults: emulator-completes
+    "response-fails": Scenario(BACKGROUND_DAG_ID, {"model": "emulator-fails"}),
+    "response-incomplete": Scenario(BACKGROUND_DAG_ID, {"model": "emulator-incomplete"}),
     "response-chain": Scenario(CHAIN),
 }
 
@@ -339,13 +340,7 @@ def test_a_completed_background_response_is_waited_on_deferred_and_its_text_used
     outcome = outcomes[scenario]
     run = outcome.run
     assert (run.returncode, run.run_state) == (0, "success"), run.describe()
-    assert run.states() == {
-        "ask": "success",
-        "wait_for_response": "success",
-        "branch_on_status": "success",
-        "use_answer": "success",
-        "report_failure": "skipped",
-    }
+    assert run.states() == ANSWERED_STATES
     response_id = run.xcom("ask", "response_id")
     assert run.xcom("ask")["status"] == "queued"
     assert run.xcom("wait_for_response") == _response_json(outcome, response_id)  # exactly as sent
