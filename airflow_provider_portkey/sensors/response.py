@@ -32,12 +32,18 @@ class _Log(Protocol):
 
 
 def push_response_xcoms(context: Context, response: Response, log: _Log) -> None:
-    """Push ``status``, ``output_text`` and ``usage`` (as sent, or ``None``), and log the token usage."""
+    """
+    Push ``status``, ``output_text`` and ``usage`` (as sent), and log the token usage.
+
+    A response without usage (still running, failed, cancelled) pushes no ``usage``: pulling it
+    gives ``None`` all the same, and Airflow 3.0 refuses to store a ``None`` XCom.
+    """
     ti = context["ti"]
     ti.xcom_push(key=STATUS_XCOM_KEY, value=response.status.value)
     ti.xcom_push(key=OUTPUT_TEXT_XCOM_KEY, value=response.output_text)
     usage = response.to_json().get("usage")
-    ti.xcom_push(key=USAGE_XCOM_KEY, value=usage)
+    if usage is not None:
+        ti.xcom_push(key=USAGE_XCOM_KEY, value=usage)
     if response.usage is not None:
         log.info("Token usage of response %s: %s", response.id, response.usage.describe())
 
