@@ -12,6 +12,9 @@ DEFAULT_BASE_URL = "https://api.portkey.ai/v1"
 #: Portkey's web app, where the "Portkey logs" extra link points unless ``ui_url`` says otherwise.
 DEFAULT_UI_URL = "https://app.portkey.ai"
 CONN_TYPE = "portkey"
+#: The hook's ``default_conn_name``, and every operator's, sensor's and trigger's default connection id.
+#: Defined here, not on the hook, so a DAG file reads it without loading the hook (see docs/design.md).
+DEFAULT_CONN_NAME = "portkey_default"
 
 #: The connection's extra options: name -> (label, help text, JSON-schema of the form field).
 #: One table feeds validation, provider info (``conn-fields``) and the hook's form widgets.

@@ -7,7 +7,9 @@ status, the API's own message and the request/trace id. No header value ever rea
 
 from __future__ import annotations
 
-from airflow_provider_portkey._compat import AirflowException, AirflowFailException
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
 class PortkeyError(AirflowException):
@@ -25,12 +27,9 @@ class InvalidIdError(PortkeyConfigurationError):
 class PortkeyRequestError(PortkeyError):
     """A request was sent and did not give a usable answer."""
 
-    #: Whether sending the same request again may succeed.
+    #: Whether sending the same request again may succeed (whether it *is* sent again is decided
+    #: in :mod:`airflow_provider_portkey.retries`).
     transient: bool = False
-    #: Whether the failure proves the server did nothing with the request (it never got it, or
-    #: refused it before processing): only then may a request that creates or changes something
-    #: be sent again. ``False`` unless the core knows better.
-    nothing_done: bool = False
 
     def __init__(
         self,
@@ -42,7 +41,10 @@ class PortkeyRequestError(PortkeyError):
         request_id: str | None = None,
         trace_id: str | None = None,
         retry_after: float | None = None,
-        nothing_done: bool | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+        param: str | None = None,
+        body: str | None = None,
     ) -> None:
         self.description = description
         self.what = what
@@ -52,13 +54,24 @@ class PortkeyRequestError(PortkeyError):
         self.trace_id = trace_id
         #: Seconds the server asked us to wait (``Retry-After``), if it said.
         self.retry_after = retry_after
-        if nothing_done is not None:
-            self.nothing_done = nothing_done
+        #: The API's ``error.code``, ``error.type`` and ``error.param``, as sent (secrets redacted).
+        self.code = code
+        self.error_type = error_type
+        self.param = param
+        #: A bounded, printable, secret-free excerpt of the error body (``None`` for an empty one).
+        self.body = body
         parts = [f"{description}: {what}"]
         if status is not None:
             parts.append(f"HTTP {status}")
         if api_message:
             parts.append(f"API said: {api_message}")
+        detail = ", ".join(
+            f"{name} {value}"
+            for name, value in (("code", code), ("type", error_type), ("param", param))
+            if value
+        )
+        if detail:
+            parts.append(detail)
         if request_id:
             parts.append(f"request id {request_id}")
         if trace_id:
@@ -75,7 +88,25 @@ class PortkeyNotFoundError(PortkeyRequestError):
 
 
 class PortkeyClientError(PortkeyRequestError):
-    """Any other 4xx the API will answer the same way again (400, 412 budget, 422, 446 guardrail...)."""
+    """Any other 4xx the API will answer the same way again (400, 409, 422, ...)."""
+
+
+class PortkeyLimitExhaustedError(PortkeyClientError):
+    """
+    412 (a Portkey or provider budget is spent) or 429 ``insufficient_quota`` (no credit left).
+
+    Not a rate limit: waiting does not lift it, someone has to raise the limit, so nothing retries
+    it and a sensor fails at once instead of waiting until its timeout.
+    """
+
+
+class PortkeyGuardrailError(PortkeyClientError):
+    """446: a Portkey guardrail denied the request; :attr:`hook_results` says which checks failed."""
+
+    def __init__(self, description: str, *, hook_results: object = None, **details: Any) -> None:
+        #: The ``hook_results`` object of the answer (secrets redacted), ``None`` if it had none.
+        self.hook_results = hook_results
+        super().__init__(description, **details)
 
 
 class PortkeyRedirectError(PortkeyRequestError):
@@ -93,9 +124,7 @@ class PortkeyTransientError(PortkeyRequestError):
 
 
 class PortkeyRateLimitError(PortkeyTransientError):
-    """429: Portkey or the upstream provider rate limited us, before doing anything."""
-
-    nothing_done = True
+    """429 (but ``insufficient_quota``): Portkey or the upstream rate limited us, before doing anything."""
 
 
 class PortkeyServerError(PortkeyTransientError):
@@ -103,12 +132,19 @@ class PortkeyServerError(PortkeyTransientError):
 
 
 class PortkeyConnectionError(PortkeyTransientError):
-    """
-    No HTTP answer at all: refused, reset, timed out or cut short.
+    """No HTTP answer at all: refused, name not resolved, TLS refused, reset, timed out or cut short."""
 
-    ``nothing_done`` is true only when the connection was never established (refused, connect
-    timeout, name resolution): a reset or a read timeout may come after the server acted.
-    """
+    def __init__(
+        self, description: str, *, cause: str, never_sent: bool, reached_server: bool, **details: Any
+    ) -> None:
+        #: What went wrong in the transport's own words ("Connection refused", "read timed out").
+        self.cause = cause
+        #: Proven: no byte of the request left this machine (never connected).
+        self.never_sent = never_sent
+        #: Whether a server was reached at all (TCP and TLS done). ``False`` on the first look of a
+        #: wait points at the connection's host, port or TLS settings rather than at an outage.
+        self.reached_server = reached_server
+        super().__init__(description, **details)
 
 
 class RunStepUnsuccessfulError(PortkeyError, AirflowFailException):

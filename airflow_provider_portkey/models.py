@@ -1,30 +1,120 @@
-"""Pydantic models of the run and run-step API, lenient where the real API is.
+"""Pydantic models of the run and run-step API: strict where a sensor decides, lenient elsewhere.
 
 Real responses differ from the published spec (``expires_at`` instead of ``expired_at``, no
-``metadata``, tool types the spec does not know), so every model keeps unknown fields, and runs
-and run steps keep the exact JSON they were parsed from: what goes to XCom is what the API sent.
+``metadata``, tool types the spec does not know), and the self-hosted, OpenAI-compatible servers
+Portkey routes this API to bend it further (``null`` lists and token counts, float timestamps, an
+error without a message, statuses of their own). The official ``openai`` SDK copies with all of
+that, so must a task: only ``id`` and ``status`` (a non-empty string) are required. A status this
+provider does not know is kept as its raw string (the known ones are the enums); any other field
+that cannot be read is left at its default in the typed view, with one warning per field, and
+never fails. Every model keeps unknown fields, and runs and run steps keep the exact JSON they
+were parsed from: what goes to XCom is what the API sent.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+import logging
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ModelWrapValidatorHandler,
+    PlainValidator,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 # The statuses live in a dependency-free module (DAG files validate against them); re-exported here.
 from airflow_provider_portkey.statuses import TERMINAL_RUN_STATUSES as TERMINAL_RUN_STATUSES
 from airflow_provider_portkey.statuses import TERMINAL_STEP_STATUSES as TERMINAL_STEP_STATUSES
 from airflow_provider_portkey.statuses import UNSUCCESSFUL_RUN_STATUSES as UNSUCCESSFUL_RUN_STATUSES
 from airflow_provider_portkey.statuses import UNSUCCESSFUL_STEP_STATUSES as UNSUCCESSFUL_STEP_STATUSES
+from airflow_provider_portkey.statuses import KnownStatus
 from airflow_provider_portkey.statuses import RunStatus as RunStatus
 from airflow_provider_portkey.statuses import RunStepStatus as RunStepStatus
 
+_log = logging.getLogger(__name__)
+#: (model, field) pairs already warned about in this process: a poll loop must not repeat it.
+_warned: set[tuple[str, str]] = set()
+#: Discriminated unions put their tag into error locations; tags start with this, paths drop them.
+_TAG_PREFIX = "type="
+
+
+def error_path(loc: Sequence[int | str]) -> str:
+    """A validation error's location as the JSON path a user reads (``tool_calls.0.function``)."""
+    parts = [str(item) for item in loc if not (isinstance(item, str) and item.startswith(_TAG_PREFIX))]
+    return ".".join(parts) or "<root>"
+
 
 class _ApiModel(BaseModel):
-    """Keeps fields the schema does not (yet) know instead of failing or dropping them."""
+    """
+    Keeps fields the schema does not (yet) know instead of failing or dropping them.
+
+    A field with a default that cannot be read (a sloppy server's ``null`` or string where the
+    spec has a number) falls back to its default with a warning instead of failing the object:
+    only the required fields decide whether an answer is usable at all.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
+    #: Optional fields that still must be right when present (``object``: not a different object).
+    _checked: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _skip_unreadable_fields(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as error:
+            optional = {
+                name for name, field in cls.model_fields.items() if not field.is_required()
+            } - cls._checked
+            unreadable = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+            if not isinstance(data, dict) or not unreadable or not unreadable <= optional:
+                raise
+            for problem in error.errors():
+                key = (cls.__name__, error_path(problem["loc"]))
+                if key not in _warned:
+                    _warned.add(key)
+                    _log.warning(
+                        "Ignoring %s.%s, which this provider cannot read (%s); the JSON is passed on as sent",
+                        cls.__name__,
+                        key[1],
+                        problem["msg"],
+                    )
+            return handler({name: value for name, value in data.items() if name not in unreadable})
+
+
+def _empty_if_null(value: Any) -> Any:
+    return [] if value is None else value
+
+
+#: A list some servers send as ``null`` when it is empty.
+NullableList = BeforeValidator(_empty_if_null)
+#: Epoch seconds; some servers send floats (``1710353047.5``), kept as they are.
+Timestamp = int | float
+
+
+def _status(known: type[StrEnum]) -> PlainValidator:
+    """A status: the enum member when this provider knows it, else the raw string (never empty)."""
+
+    def parse(value: Any) -> StrEnum | str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"a status must be a non-empty string, got {value!r}")
+        try:
+            return known(value)
+        except ValueError:
+            return value
+
+    return PlainValidator(parse)
 
 
 class _ApiObject(_ApiModel):
@@ -50,30 +140,46 @@ class _ApiObject(_ApiModel):
 
 
 class _StatusObject(_ApiObject):
-    """An API object with a lifecycle (a run, a run step): what its status says about it."""
+    """An API object with a lifecycle (a run, a run step, a response): what its status says about it."""
 
     # Each subclass declares its own ``status`` field (declared here, pydantic would list it first).
     if TYPE_CHECKING:
-        status: RunStatus | RunStepStatus
+        status: KnownStatus | str
+
+    @property
+    def known_status(self) -> KnownStatus | None:
+        """The status as this provider knows it, or ``None`` for a status it does not know."""
+        return self.status if isinstance(self.status, KnownStatus) else None
 
     @property
     def is_terminal(self) -> bool:
-        return self.status.is_terminal
+        """True once the object can no longer change; never for a status this provider does not know."""
+        known = self.known_status
+        return known is not None and known.is_terminal
 
     @property
     def succeeded(self) -> bool:
-        return self.status.succeeded
+        known = self.known_status
+        return known is not None and known.succeeded
+
+    def _describe(self, what: str) -> str:
+        """``what`` with its status, and the object's ``last_error`` if it has one."""
+        text = f"{what} is {self.status}"
+        last_error: LastError | None = getattr(self, "last_error", None)
+        if last_error is not None:
+            text += f": {last_error.code or 'error'}: {last_error.message or '(no message)'}"
+        return text
 
 
 class LastError(_ApiModel):
-    code: str
-    message: str
+    code: str | None = None
+    message: str | None = None
 
 
 class Usage(_ApiModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
 
 
 class MessageCreation(_ApiModel):
@@ -110,22 +216,30 @@ def _known_type(*known: str) -> Any:
 
     def discriminate(value: Any) -> str:
         kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-        return kind if kind in known else "unknown"
+        return _tag_name(kind if kind in known else "unknown")
 
     return Discriminator(discriminate)
 
 
+def _tag_name(kind: str) -> str:
+    return f"{_TAG_PREFIX}{kind}"
+
+
+def _tag(kind: str) -> Tag:
+    return Tag(_tag_name(kind))
+
+
 CodeInterpreterOutput = Annotated[
-    Annotated[CodeInterpreterLogsOutput, Tag("logs")]
-    | Annotated[CodeInterpreterImageOutput, Tag("image")]
-    | Annotated[UnknownModel, Tag("unknown")],
+    Annotated[CodeInterpreterLogsOutput, _tag("logs")]
+    | Annotated[CodeInterpreterImageOutput, _tag("image")]
+    | Annotated[UnknownModel, _tag("unknown")],
     _known_type("logs", "image"),
 ]
 
 
 class CodeInterpreter(_ApiModel):
-    input: str
-    outputs: list[CodeInterpreterOutput] = Field(default_factory=list)
+    input: str | None = None
+    outputs: Annotated[list[CodeInterpreterOutput], NullableList] = Field(default_factory=list)
 
 
 class CodeInterpreterToolCall(_ApiModel):
@@ -141,8 +255,8 @@ class FileSearchRankingOptions(_ApiModel):
 
 class FileSearchResult(_ApiModel):
     file_id: str
-    file_name: str
-    score: float
+    file_name: str | None = None
+    score: float | None = None
     content: list[dict[str, Any]] | None = None
 
 
@@ -177,23 +291,23 @@ class UnknownToolCall(UnknownModel):
 
 
 ToolCall = Annotated[
-    Annotated[CodeInterpreterToolCall, Tag("code_interpreter")]
-    | Annotated[FileSearchToolCall, Tag("file_search")]
-    | Annotated[FunctionToolCall, Tag("function")]
-    | Annotated[UnknownToolCall, Tag("unknown")],
+    Annotated[CodeInterpreterToolCall, _tag("code_interpreter")]
+    | Annotated[FileSearchToolCall, _tag("file_search")]
+    | Annotated[FunctionToolCall, _tag("function")]
+    | Annotated[UnknownToolCall, _tag("unknown")],
     _known_type("code_interpreter", "file_search", "function"),
 ]
 
 
 class ToolCallsDetails(_ApiModel):
     type: Literal["tool_calls"]
-    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_calls: Annotated[list[ToolCall], NullableList] = Field(default_factory=list)
 
 
 StepDetails = Annotated[
-    Annotated[MessageCreationDetails, Tag("message_creation")]
-    | Annotated[ToolCallsDetails, Tag("tool_calls")]
-    | Annotated[UnknownModel, Tag("unknown")],
+    Annotated[MessageCreationDetails, _tag("message_creation")]
+    | Annotated[ToolCallsDetails, _tag("tool_calls")]
+    | Annotated[UnknownModel, _tag("unknown")],
     _known_type("message_creation", "tool_calls"),
 ]
 
@@ -201,10 +315,13 @@ StepDetails = Annotated[
 class RunStep(_StatusObject):
     """A step in the execution of a run (``object: thread.run.step``)."""
 
+    _checked = frozenset({"object"})
+
     id: str
-    object: Literal["thread.run.step"]
-    status: RunStepStatus
-    created_at: int | None = None
+    #: May be missing; anything but ``thread.run.step`` is a different object and refused.
+    object: Literal["thread.run.step"] | None = None
+    status: Annotated[RunStepStatus | str, _status(RunStepStatus)]
+    created_at: Timestamp | None = None
     assistant_id: str | None = None
     thread_id: str | None = None
     run_id: str | None = None
@@ -212,30 +329,29 @@ class RunStep(_StatusObject):
     step_details: StepDetails | None = None
     last_error: LastError | None = None
     #: The spec says ``expired_at``; live objects say ``expires_at``. Both are accepted.
-    expired_at: int | None = None
-    expires_at: int | None = None
-    cancelled_at: int | None = None
-    failed_at: int | None = None
-    completed_at: int | None = None
+    expired_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    cancelled_at: Timestamp | None = None
+    failed_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
     metadata: dict[str, Any] | None = None
     usage: Usage | None = None
 
     def describe(self) -> str:
         """One line for logs and failure messages: which step, how it ended, and why."""
-        text = f"run step {self.id} of run {self.run_id} (thread {self.thread_id}) is {self.status.value}"
-        if self.last_error is not None:
-            text += f": {self.last_error.code}: {self.last_error.message}"
-        return text
+        return self._describe(f"run step {self.id} of run {self.run_id} (thread {self.thread_id})")
 
 
 class RunStepList(_ApiModel):
-    """One page of ``GET .../steps``."""
+    """One page of ``GET .../steps``; ``has_more`` is ``None`` when the server leaves it out."""
 
-    object: Literal["list"]
+    _checked = frozenset({"object"})
+
+    object: Literal["list"] | None = None
     data: list[dict[str, Any]]
     first_id: str | None = None
     last_id: str | None = None
-    has_more: bool = False
+    has_more: bool | None = None
 
 
 class RequiredFunctionCall(_ApiModel):
@@ -271,17 +387,20 @@ class IncompleteDetails(_ApiModel):
 class Run(_StatusObject):
     """An execution of an assistant on a thread (``object: thread.run``)."""
 
+    _checked = frozenset({"object"})
+
     id: str
-    object: Literal["thread.run"]
-    status: RunStatus
+    object: Literal["thread.run"] | None = None
+    status: Annotated[RunStatus | str, _status(RunStatus)]
+    #: Required like ``id``: a run is addressed by its thread and its id.
     thread_id: str
     assistant_id: str | None = None
-    created_at: int | None = None
-    started_at: int | None = None
-    expires_at: int | None = None
-    cancelled_at: int | None = None
-    failed_at: int | None = None
-    completed_at: int | None = None
+    created_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    cancelled_at: Timestamp | None = None
+    failed_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
     required_action: RequiredAction | None = None
     last_error: LastError | None = None
     incomplete_details: IncompleteDetails | None = None
@@ -303,10 +422,10 @@ class Run(_StatusObject):
 
     def describe(self) -> str:
         """One line for logs and failure messages: which run, its status, and why it ended so."""
-        text = f"run {self.id} (thread {self.thread_id}) is {self.status.value}"
+        text = self._describe(f"run {self.id} (thread {self.thread_id})")
         if self.last_error is not None:
-            text += f": {self.last_error.code}: {self.last_error.message}"
-        elif self.incomplete_details is not None and self.incomplete_details.reason:
+            return text
+        if self.incomplete_details is not None and self.incomplete_details.reason:
             text += f": {self.incomplete_details.reason}"
         elif self.requires_action:
             names = ", ".join(call.function.name for call in self.required_tool_calls)

@@ -9,6 +9,18 @@ from airflow_provider_portkey.connection_fields import CONN_TYPE, EXTRA_FIELDS
 
 HOOK_CLASS = "airflow_provider_portkey.hooks.portkey.PortkeyHook"
 
+#: Every module that defines a hook, sensor, operator or trigger, by kind (Airflow's provider-info
+#: sections). ``tests/test_provider_info.py`` scans the package and fails on a class left out here.
+MODULES: dict[str, tuple[str, ...]] = {
+    "hooks": ("hooks.base", "hooks.portkey", "hooks.portkey_async"),
+    # operators.response: CreateResponseOperator waits as ResponseSensor does, by being one.
+    "sensors": ("sensors.base", "sensors.response", "sensors.run", "sensors.run_step", "operators.response"),
+    "operators": ("operators.response", "operators.run", "operators.run_step"),
+    "triggers": ("triggers.base", "triggers.response", "triggers.run", "triggers.run_step"),
+}
+#: Every operator extra link, by class path.
+EXTRA_LINKS = ("airflow_provider_portkey.tracing.PortkeyLogsLink",)
+
 #: How the connection form shows the standard fields.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "login"],
@@ -28,10 +40,16 @@ def conn_fields() -> dict[str, Any]:
     }
 
 
+def _modules(kind: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "integration-name": "Portkey",
+            "python-modules": [f"airflow_provider_portkey.{name}" for name in MODULES[kind]],
+        }
+    ]
+
+
 def get_provider_info() -> dict[str, Any]:
-    def modules(kind: str, *names: str) -> list[dict[str, Any]]:
-        paths = [f"airflow_provider_portkey.{kind}.{name}" for name in names]
-        return [{"integration-name": "Portkey", "python-modules": paths}]
 
     return {
         "package-name": "airflow-provider-portkey",
@@ -45,11 +63,11 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["ai"],
             }
         ],
-        "hooks": modules("hooks", "portkey"),
-        "extra-links": ["airflow_provider_portkey.tracing.PortkeyLogsLink"],
-        "sensors": modules("sensors", "run_step", "response"),
-        "operators": modules("operators", "run_step", "response"),
-        "triggers": modules("triggers", "run_step", "response"),
+        "hooks": _modules("hooks"),
+        "extra-links": list(EXTRA_LINKS),
+        "sensors": _modules("sensors"),
+        "operators": _modules("operators"),
+        "triggers": _modules("triggers"),
         "connection-types": [
             {
                 "hook-class-name": HOOK_CLASS,

@@ -1,6 +1,6 @@
-"""Requests and answers of the Responses API (``/responses``), on the shared request/response core.
+"""Requests and answers of the Responses API (``/responses``), on the shared protocol.
 
-Plain code with no I/O, like :mod:`airflow_provider_portkey.core`, whose building blocks it reuses
+Plain code with no I/O, like :mod:`airflow_provider_portkey.protocol`, whose building blocks it reuses
 (ids, metadata checks, the retry-safety of POSTs, error interpretation): the sync hook and the
 triggers' async hook send what these functions build.
 
@@ -15,7 +15,9 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from airflow_provider_portkey.core import (
+from airflow_provider_portkey.errors import PortkeyConfigurationError
+from airflow_provider_portkey.models_response import Response, ResponseItemList
+from airflow_provider_portkey.protocol import (
     ApiRequest,
     _bad_body,
     _json_body,
@@ -25,8 +27,6 @@ from airflow_provider_portkey.core import (
     validate_id,
     validate_metadata,
 )
-from airflow_provider_portkey.errors import PortkeyBadResponseError, PortkeyConfigurationError
-from airflow_provider_portkey.models_response import Response, ResponseItemList
 
 #: ``include[]`` values look like ``reasoning.encrypted_content`` or ``file_search_call.results``;
 #: the upstream's list grows, so the shape is checked, not the value.
@@ -119,18 +119,6 @@ def parse_response(request: ApiRequest, payload: Any, secrets: Collection[str] =
 
 def parse_item_list(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> ResponseItemList:
     return _parse(request, payload, secrets, ResponseItemList.model_validate)
-
-
-def next_cursor(request: ApiRequest, page: ResponseItemList, after: str | None) -> str | None:
-    """The ``after`` of the next page, or ``None`` after the last; a cursor that stays put is an error."""
-    if not page.has_more or not page.data:
-        return None
-    cursor = page.last_id or page.data[-1].get("id")
-    if not isinstance(cursor, str) or cursor == after:  # the same page again would loop forever
-        raise PortkeyBadResponseError(
-            request.description, what=f"has_more is true but the cursor stays at {after!r}"
-        )
-    return cursor
 
 
 def parse_deletion(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> dict[str, Any]:

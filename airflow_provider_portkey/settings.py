@@ -42,8 +42,58 @@ _USERINFO = re.compile(r"(?<=//)[^/@]*@")
 
 
 def _bad(field_name: str, value: object, why: str) -> PortkeyConfigurationError:
+    if value is None or value == "":  # nothing to hide: say it is empty
+        return PortkeyConfigurationError(f"Portkey connection field {field_name!r} is empty: {why}")
     shown = "<redacted>" if field_name in _SECRET_FIELDS else repr(value)
     return PortkeyConfigurationError(f"Portkey connection field {field_name!r} = {shown}: {why}")
+
+
+#: The hook options a task may set through ``hook_params`` (its trace id and metadata it sets itself).
+HOOK_PARAMS = ("max_retries", "max_retry_wait")
+
+
+def retry_overrides(
+    *, max_retries: object = None, max_retry_wait: object = None, field_prefix: str = ""
+) -> dict[str, Any]:
+    """
+    The hook's ``max_retries``/``max_retry_wait`` that replace the connection's (``None``: keep it).
+
+    Checked where they are given (the hook's constructor, a task's ``hook_params``), so a bad DAG
+    argument fails at parse time; ``field_prefix`` says where in the message (``hook_params.``).
+    """
+    overrides: dict[str, Any] = {}
+    if max_retries is not None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise PortkeyConfigurationError(
+                f"{field_prefix}max_retries must be a whole number >= 0, got {max_retries!r}"
+            )
+        overrides["max_retries"] = max_retries
+    if max_retry_wait is not None:
+        if (
+            isinstance(max_retry_wait, bool)
+            or not isinstance(max_retry_wait, int | float)
+            or not 0 <= max_retry_wait < math.inf
+        ):
+            raise PortkeyConfigurationError(
+                f"{field_prefix}max_retry_wait must be a number of seconds >= 0, got {max_retry_wait!r}"
+            )
+        overrides["max_retry_wait"] = float(max_retry_wait)
+    return overrides
+
+
+def validate_hook_params(hook_params: object) -> dict[str, Any]:
+    """A task's ``hook_params`` (keyword arguments for its hook) as a dict, each one checked."""
+    if hook_params is None:
+        return {}
+    if not isinstance(hook_params, Mapping):
+        raise PortkeyConfigurationError(f"hook_params must be a dict, got {hook_params!r}")
+    unknown = sorted(map(repr, hook_params.keys() - set(HOOK_PARAMS)))
+    if unknown:
+        raise PortkeyConfigurationError(
+            f"hook_params has unknown option(s) {', '.join(unknown)}; allowed: {', '.join(HOOK_PARAMS)}"
+        )
+    retry_overrides(**hook_params, field_prefix="hook_params.")
+    return dict(hook_params)
 
 
 def _header_safe(value: str) -> bool:

@@ -13,19 +13,21 @@ over the task's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_portkey._compat import BaseOperatorLink
-from airflow_provider_portkey.settings import METADATA_VALUE_MAX
+from airflow.providers.common.compat.sdk import BaseOperatorLink
+
+from airflow_provider_portkey.settings import METADATA_VALUE_MAX, validate_hook_params
 
 if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-    from airflow_provider_portkey._compat import Context
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
 
 #: Longest trace id this provider derives. Portkey documents no limit for ``x-portkey-trace-id``;
@@ -126,30 +128,61 @@ class PortkeyLogsLink(BaseOperatorLink):
     under :attr:`xcom_key`. The task pushes the URL there when it starts (it needs the connection
     for the app URL and a fixed trace id, which only the worker reads), and ``get_link``, which the
     task runner calls when the task finishes, returns that same value so it is kept.
+
+    The operator that ran in this process knows what it published (possibly nothing: a bad
+    connection fails the task before), so ``get_link`` answers from it; only a task resumed in a
+    new process (after a deferral) reads the XCom back. Asking for an XCom that was never pushed
+    would make Airflow log a second, misleading error ("XCom not found") under the real one.
     """
 
     name = "Portkey logs"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        published = getattr(operator, "portkey_logs_url", _NOT_STARTED)
+        if published is not _NOT_STARTED:
+            return published if isinstance(published, str) else ""
         from airflow.providers.common.compat.sdk import XCom
 
         value = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
         return value if isinstance(value, str) else ""
 
 
+#: ``portkey_logs_url`` of an operator that has not started in this process.
+_NOT_STARTED: Any = object()
+
+
 class PortkeyTaskMixin:
     """
     What every Portkey operator and sensor shares: a hook traced to the task try, and the logs link.
 
-    Mixed into ``BaseOperator`` subclasses, which set ``portkey_conn_id`` and ``trace_id``.
+    Mixed into ``BaseOperator`` subclasses, which take ``portkey_conn_id``, ``trace_id`` and
+    ``hook_params`` in their own signature (Airflow checks mapped and default arguments against the
+    operator classes' ``__init__``) and hand them to :meth:`set_portkey_options`.
     """
 
     operator_extra_links: Collection[BaseOperatorLink] = (PortkeyLogsLink(),)
 
     portkey_conn_id: str
     trace_id: str | None
+    #: Keyword arguments for the hook (``max_retries``, ``max_retry_wait``), as the task was given them.
+    hook_params: dict[str, Any]
     #: The current try's trace, set by :meth:`traced_hook` (a sensor hands it to its trigger).
     task_trace: TaskTrace = TaskTrace()
+    #: The "Portkey logs" URL this try published (``None``: it failed before it could).
+    portkey_logs_url: str | None
+
+    def set_portkey_options(
+        self, portkey_conn_id: str, trace_id: str | None, hook_params: Mapping[str, Any] | None
+    ) -> None:
+        """Keep the options every Portkey task takes; a bad ``hook_params`` fails here, at parse time."""
+        self.portkey_conn_id = portkey_conn_id
+        self.trace_id = trace_id
+        self.hook_params = validate_hook_params(hook_params)
+
+    @cached_property
+    def hook(self) -> PortkeyHook:
+        """This task's hook: its connection and ``hook_params``, and once it runs, the try's trace."""
+        return self.portkey_hook()
 
     def traced_hook(self, context: Context) -> PortkeyHook:
         """
@@ -160,12 +193,13 @@ class PortkeyTaskMixin:
         """
 
         self.task_trace = TaskTrace.from_context(context, self.trace_id)
-        hook = self.portkey_hook()
+        self.portkey_logs_url = None  # started: the link says what this try published, if anything
+        self.__dict__.pop("hook", None)  # one made before this try began lacks its trace
+        hook = self.hook
         trace_id = hook.settings.effective_trace_id(hook.trace_id)
         if trace_id is not None:
-            context["ti"].xcom_push(
-                key=PortkeyLogsLink().xcom_key, value=logs_url(hook.settings.ui_url, trace_id)
-            )
+            self.portkey_logs_url = logs_url(hook.settings.ui_url, trace_id)
+            context["ti"].xcom_push(key=PortkeyLogsLink().xcom_key, value=self.portkey_logs_url)
         return hook
 
     def portkey_hook(self) -> PortkeyHook:
@@ -173,5 +207,8 @@ class PortkeyTaskMixin:
         from airflow_provider_portkey.hooks.portkey import PortkeyHook
 
         return PortkeyHook(
-            self.portkey_conn_id, trace_id=self.task_trace.trace_id, metadata=self.task_trace.metadata
+            self.portkey_conn_id,
+            trace_id=self.task_trace.trace_id,
+            metadata=self.task_trace.metadata,
+            **self.hook_params,
         )

@@ -54,7 +54,7 @@ async def _measure(n: int, warmup: int, first_polls: int) -> Result:
         ) as client:
 
             async def provider() -> str:
-                return (await hook.get_run_step(THREAD_ID, RUN_ID, STEP_ID)).status.value
+                return str((await hook.get_run_step(THREAD_ID, RUN_ID, STEP_ID)).status)
 
             async def bare() -> str:
                 status: str = json.loads((await client.get(url)).content)["status"]
@@ -62,7 +62,7 @@ async def _measure(n: int, warmup: int, first_polls: int) -> Result:
 
             async def fresh_hook() -> str:  # a trigger's first poll: a new hook reads the connection
                 new = PortkeyAsyncHook(CONN_ID)
-                return (await new.get_run_step(THREAD_ID, RUN_ID, STEP_ID)).status.value
+                return str((await new.get_run_step(THREAD_ID, RUN_ID, STEP_ID)).status)
 
             polls = await _interleave(provider, bare, n, warmup)
             first = await _interleave(fresh_hook, bare, first_polls, min(warmup, 10))

@@ -40,7 +40,7 @@ def run(n: int = 3000, warmup: int = 200) -> Result:
             timeout = (settings.connect_timeout, settings.read_timeout)
 
             def provider() -> str:
-                return hook.get_run_step(THREAD_ID, RUN_ID, STEP_ID).status.value
+                return str(hook.get_run_step(THREAD_ID, RUN_ID, STEP_ID).status)
 
             def bare() -> str:
                 status: str = json.loads(session.get(url, timeout=timeout).content)["status"]

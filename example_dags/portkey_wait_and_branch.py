@@ -12,7 +12,8 @@ few polls, ``step_fails`` ends ``failed``, ``step_tool_calls`` runs a function t
 Trigger with another step: ``airflow dags test portkey_wait_and_branch -c '{"step_id": "step_fails"}'``.
 
 Poke or deferrable: the sensor follows Airflow's own switch, ``[operators] default_deferrable``
-(``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True``), read when the DAG file is parsed. Deferrable mode
+(``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True``), read when the parsing process first loads the
+sensor (the default of its ``deferrable`` argument, as in Airflow's own providers). Deferrable mode
 frees the worker slot while a triggerer polls; ``airflow dags test`` runs the trigger inline.
 
 Connection: ``portkey_default`` (for the emulator: host ``http://127.0.0.1:PORT``, any API key as

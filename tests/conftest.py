@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,11 @@ class PortkeyConnection:
     base_url: str
     fields: dict[str, Any]
 
-    def set(self, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
-        """Replace the connection's extra options (merged over the defaults)."""
+    def set(self, monkeypatch: pytest.MonkeyPatch, *, host: str | None = None, **extra: Any) -> None:
+        """Replace the connection's extra options (merged over the defaults), and its host if given."""
         fields = {**self.fields, "extra": {**self.fields["extra"], **extra}}
+        if host is not None:
+            fields["host"] = host
         monkeypatch.setenv(f"AIRFLOW_CONN_{self.conn_id.upper()}", json.dumps(fields))
 
 
@@ -68,3 +71,23 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Every log record at DEBUG and above, for secret-leak checks."""
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting is refused at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def stalled_port() -> Iterator[int]:
+    """A port whose accept queue is full: a new connection's SYN goes unanswered until it times out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # room for exactly one pending connection, never accepted
+        port: int = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):  # fills the queue
+            yield port

@@ -62,7 +62,7 @@ print(json.dumps(phases))
 #: Loaded only when a task runs: (module name, why it must not load at parse time).
 _EXECUTE_TIME_ONLY = {
     "airflow_provider_portkey.models": "pydantic models",
-    "airflow_provider_portkey.core": "request building and response parsing",
+    "airflow_provider_portkey.protocol": "request building and response parsing",
     "airflow_provider_portkey.models_response": "pydantic models",
     "airflow_provider_portkey.responses_api": "request building and response parsing",
     "airflow_provider_portkey.hooks": "the hooks",

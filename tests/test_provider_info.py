@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 from importlib.metadata import entry_points, version
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import airflow_provider_portkey
 from airflow_provider_portkey import __version__
 from airflow_provider_portkey.connection_fields import CONN_TYPE, EXTRA_FIELDS
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
@@ -89,17 +92,76 @@ def test_airflow_providers_behaviours_shows_the_connection_type(airflow_cli: Any
     assert {"field_behaviours": CONN_TYPE} in airflow_cli("behaviours")
 
 
-def test_every_module_named_in_provider_info_imports() -> None:
+#: Provider-info section of each kind of class, most specific base first (a sensor is an operator).
+_KINDS = (
+    ("sensors", "BaseSensorOperator"),
+    ("operators", "BaseOperator"),
+    ("hooks", "BaseHook"),
+    ("triggers", "BaseTrigger"),
+    ("extra-links", "BaseOperatorLink"),
+)
+
+
+def _package_classes() -> dict[str, set[type]]:
+    """Every class the package defines, by the provider-info section it belongs in (emulator aside)."""
+    from airflow.providers.common.compat.sdk import (
+        BaseHook,
+        BaseOperator,
+        BaseOperatorLink,
+        BaseSensorOperator,
+    )
+    from airflow.triggers.base import BaseTrigger
+
+    bases = {
+        "BaseSensorOperator": BaseSensorOperator,
+        "BaseOperator": BaseOperator,
+        "BaseHook": BaseHook,
+        "BaseTrigger": BaseTrigger,
+        "BaseOperatorLink": BaseOperatorLink,
+    }
+    found: dict[str, set[type]] = {kind: set() for kind, _ in _KINDS}
+    for module_info in pkgutil.walk_packages(airflow_provider_portkey.__path__, "airflow_provider_portkey."):
+        if module_info.name.endswith("__main__"):
+            continue  # running it is its import
+        module = importlib.import_module(module_info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__:
+                continue  # imported here, defined elsewhere
+            kind = next((kind for kind, base in _KINDS if issubclass(cls, bases[base])), None)
+            if kind is not None:
+                found[kind].add(cls)
+    return found
+
+
+def _registered(info: dict[str, Any], kind: str) -> set[str]:
+    if kind == "extra-links":
+        return set(info[kind])
+    return {module for entry in info[kind] for module in entry["python-modules"]}
+
+
+def test_every_hook_sensor_operator_trigger_and_link_is_registered() -> None:
     info = get_provider_info()
-    modules = [
-        module
-        for kind in ("hooks", "sensors", "operators", "triggers")
-        for entry in info[kind]
-        for module in entry["python-modules"]
-    ]
-    assert len(modules) == len(set(modules)) == 7  # the hook, and run-step and response classes
-    for module in modules:
-        importlib.import_module(module)
+    classes = _package_classes()
+    assert all(classes.values()), classes  # the scan sees each kind
+    for kind, _ in _KINDS:
+        where = (
+            {f"{cls.__module__}.{cls.__qualname__}" for cls in classes[kind]}
+            if kind == "extra-links"
+            else {cls.__module__ for cls in classes[kind]}
+        )
+        # Both ways: nothing defined is left out, nothing registered is stale or in the wrong section.
+        assert _registered(info, kind) == where, kind
+
+
+def test_every_registered_module_and_class_imports() -> None:
+    info = get_provider_info()
+    for kind, _ in _KINDS:
+        for name in _registered(info, kind):
+            if kind == "extra-links":
+                module_name, _, class_name = name.rpartition(".")
+                assert inspect.isclass(getattr(importlib.import_module(module_name), class_name))
+            else:
+                importlib.import_module(name)
     module_name, _, class_name = HOOK_CLASS.rpartition(".")
     assert getattr(importlib.import_module(module_name), class_name) is PortkeyHook
 

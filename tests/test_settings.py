@@ -135,8 +135,8 @@ def test_port_field_that_disagrees_with_the_host_port_is_a_configuration_error()
 @pytest.mark.parametrize("password", [None, ""])
 def test_missing_api_key_is_a_configuration_error(password: str | None) -> None:
     message = config_error(password=password)
-    assert "'password'" in message
-    assert "API key is required" in message
+    assert "field 'password' is empty: the Portkey API key is required" in message
+    assert "<redacted>" not in message  # an empty field has nothing to hide
 
 
 @pytest.mark.parametrize("password", [f"{API_KEY}\n", f" {API_KEY}", f"{API_KEY}\u2019"])

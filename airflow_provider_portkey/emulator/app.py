@@ -1,9 +1,9 @@
 """Routing and response building as plain functions, so they can be tested without sockets.
 
 `handle_api` plays hosted Portkey (mode "portkey") or an OpenAI-compatible upstream behind the
-open-source gateway (mode "openai"): the run-step endpoints here, the run endpoints in run_api.py,
-the Responses endpoints in response_api.py, behind the same header checks. `handle_control` serves
-the `/_emulator/` control API;
+open-source gateway (mode "openai"): the run-step endpoints here, the thread and run endpoints in
+run_api.py, the Responses endpoints in response_api.py, behind the same header checks (and, as
+Portkey, the gateway's own JSON body parse). `handle_control` serves the `/_emulator/` control API;
 `fault_response` renders the faults that are only a different response (status, malformed, redirect).
 """
 
@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from airflow_provider_portkey.emulator import response_api, run_api
+from airflow_provider_portkey.emulator.lists import list_response, paginate
 from airflow_provider_portkey.emulator.responses import (
     Response,
     gateway_error,
@@ -32,11 +33,13 @@ __all__ = [
     "Response",
     "fault_response",
     "gateway_error",
+    "gateway_timeout",
     "handle_api",
     "handle_control",
     "json_response",
     "paginate",
     "reason_phrase",
+    "request_timeout",
     "upstream_error",
 ]
 
@@ -111,45 +114,20 @@ def handle_control(state: EmulatorState, request: ReceivedRequest, body: bytes) 
     return _stamp(response, "openai", request)
 
 
-def paginate(
-    items: list[dict[str, Any]], *, limit: int, order: str, after: str | None, before: str | None
-) -> dict[str, Any]:
-    """Cursor pagination over `items` (oldest first) the way the list endpoints page.
-
-    `after`/`before` are exclusive cursors in the requested order; with only `before`, the page is
-    the `limit` items right before it. `has_more` says the window held more than the page.
-    An unknown cursor gives an empty page, which ends any pagination loop.
-    """
-    ordered = items if order == "asc" else items[::-1]
-    ids = [item["id"] for item in ordered]
-    start, end = 0, len(ordered)
-    if after is not None:
-        start = ids.index(after) + 1 if after in ids else len(ordered)
-    if before is not None:
-        end = ids.index(before) if before in ids else 0
-    window = ordered[start:end]
-    page = window[-limit:] if before is not None and after is None else window[:limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(window) > len(page),
-    }
-
-
 def _api(state: EmulatorState, mode: Mode, request: ReceivedRequest, body: bytes) -> Response:
     if request.method == "GET" and request.path == "/":
         return json_response(200, {"status": "ok"})
     denied = _check_auth(state, mode, request.headers)
     if denied:
         return denied
+    if mode == "portkey" and _unparsable_json_body(request, body):
+        return gateway_error(500, "Proxy error: Unexpected end of JSON input")
     response_route = response_api.match(request.method, request.path)
     if response_route is not None:
         return response_api.handle(state, response_route, body, dict(request.query))
     run_route = run_api.match(request.method, request.path)
     if run_route is not None:
-        return _check_beta(request.headers) or run_api.handle(state, run_route, body)
+        return _check_beta(request.headers) or run_api.handle(state, run_route, body, dict(request.query))
     step = _STEP_PATH.fullmatch(request.path)
     steps = _STEPS_PATH.fullmatch(request.path)
     if request.method != "GET" or not (step or steps):
@@ -169,30 +147,10 @@ def _api(state: EmulatorState, mode: Mode, request: ReceivedRequest, body: bytes
 
 
 def _list_steps(state: EmulatorState, thread_id: str, run_id: str, query: dict[str, str]) -> Response:
-    raw_limit = query.get("limit", "20")
-    try:
-        limit = int(raw_limit)
-    except ValueError:
-        return _invalid_limit(f"expected an integer, but got '{raw_limit}' instead.", "invalid_type")
-    if limit < 1:
-        detail = f"integer below minimum value. Expected a value >= 1, but got {limit} instead."
-        return _invalid_limit(detail, "integer_below_min_value")
-    if limit > 100:
-        detail = f"integer above maximum value. Expected a value <= 100, but got {limit} instead."
-        return _invalid_limit(detail, "integer_above_max_value")
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        message = f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'."
-        return upstream_error(400, message, param="order", code="invalid_value")
     items = state.list_steps(thread_id, run_id)
     if items is None:
         return upstream_error(404, f"No run found with id '{run_id}'.")
-    page = paginate(items, limit=limit, order=order, after=query.get("after"), before=query.get("before"))
-    return json_response(200, page)
-
-
-def _invalid_limit(detail: str, code: str) -> Response:
-    return upstream_error(400, f"Invalid 'limit': {detail}", param="limit", code=code)
+    return list_response(items, query)
 
 
 def _bearer_key(headers: dict[str, str]) -> str | None:
@@ -220,6 +178,32 @@ def _check_auth(state: EmulatorState, mode: Mode, headers: dict[str, str]) -> Re
     if not configured and not _bearer_key(headers):
         return _invalid_api_key()
     return None
+
+
+def _unparsable_json_body(request: ReceivedRequest, body: bytes) -> bool:
+    """The gateway parses a JSON-typed POST body before proxying it; an empty one fails that parse."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return request.method == "POST" and content_type == "application/json" and not body.strip()
+
+
+def request_timeout(mode: Mode, request: ReceivedRequest) -> float | None:
+    """Seconds of ``x-portkey-request-timeout`` (sent in ms) the gateway gives the upstream, if any."""
+    raw = request.headers.get("x-portkey-request-timeout", "").strip()
+    if mode != "portkey" or not raw:
+        return None
+    try:
+        milliseconds = float(raw)
+    except ValueError:
+        return None
+    return milliseconds / 1000 if milliseconds > 0 else None
+
+
+def gateway_timeout(request: ReceivedRequest) -> Response:
+    """The gateway's 408 once ``x-portkey-request-timeout`` passed without an upstream answer."""
+    raw = request.headers.get("x-portkey-request-timeout", "").strip()
+    shown = f"{float(raw):g}" if raw else raw
+    message = f"Request exceeded the timeout sent in the request: {shown}ms"
+    return _stamp(upstream_error(408, message, type="timeout_error"), "portkey", request)
 
 
 def _check_beta(headers: dict[str, str]) -> Response | None:

@@ -19,6 +19,7 @@ Built-in scripts by `model` (any other model runs like `emulator-completes`):
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 import threading
 import time
@@ -31,6 +32,8 @@ from airflow_provider_portkey.emulator.runs import SLOW_POLLS, Advance, RunError
 
 RESPONSE_STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "incomplete")
 RESPONSE_TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete"})
+#: A status of a server's own (not the API's): shown like any other, never final.
+_OWN_STATUS = re.compile(r"[a-z][a-z0-9_]{0,63}")
 OUTPUT_KINDS = ("reasoning", "function_call", "message")
 _ID_PREFIXES = {"reasoning": "rs_", "function_call": "fc_", "message": "msg_"}
 
@@ -67,8 +70,11 @@ class ResponseScript:
         if not self.statuses:
             raise ValueError("a response script needs at least one status")
         for index, status in enumerate(self.statuses):
-            if status not in RESPONSE_STATUSES:
-                raise ValueError(f"unknown response status {status!r}; expected one of {RESPONSE_STATUSES}")
+            if status not in RESPONSE_STATUSES and not _OWN_STATUS.fullmatch(status):
+                raise ValueError(
+                    f"bad response status {status!r}: one of {RESPONSE_STATUSES}, or a lower-case name "
+                    "(a non-final status of a server's own)"
+                )
             if (status in RESPONSE_TERMINAL_STATUSES) != (index == len(self.statuses) - 1):
                 raise ValueError("a response script must end in a terminal status, and only there")
         unknown = [kind for kind in self.output if kind not in OUTPUT_KINDS]

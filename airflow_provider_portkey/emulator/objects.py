@@ -79,3 +79,61 @@ def step_object(
 def message_creation_details(thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
     message_id = stable_id("msg_", thread_id, run_id, step_id)
     return {"type": "message_creation", "message_creation": {"message_id": message_id}}
+
+
+def thread_object(
+    *, id: str, created_at: int, metadata: dict[str, Any], tool_resources: dict[str, Any]
+) -> dict[str, Any]:
+    """A thread as the live API returns it (a deep copy)."""
+    body = {
+        "id": id,
+        "object": "thread",
+        "created_at": created_at,
+        "metadata": metadata,
+        "tool_resources": tool_resources,
+    }
+    return copy.deepcopy(body)
+
+
+def message_object(
+    *,
+    id: str,
+    thread_id: str,
+    role: str,
+    content: str | list[dict[str, Any]],
+    created_at: int,
+    status: str = "completed",
+    assistant_id: str | None = None,
+    run_id: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A thread message as the live API returns it; request-style `content` is rendered as the API does."""
+    body = {
+        "id": id,
+        "object": "thread.message",
+        "created_at": created_at,
+        "assistant_id": assistant_id,
+        "thread_id": thread_id,
+        "run_id": run_id,
+        "role": role,
+        "content": _message_content(content),
+        "attachments": attachments or [],
+        "metadata": metadata or {},
+        "status": status,
+        "incomplete_details": None,
+        "completed_at": created_at if status == "completed" else None,
+        "incomplete_at": created_at if status == "incomplete" else None,
+    }
+    return copy.deepcopy(body)
+
+
+def _message_content(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A message's content blocks: a string (or a request's text part) becomes a text block."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    return [
+        {"type": "text", "text": {"value": part["text"], "annotations": []}}
+        if part.get("type") == "text" and isinstance(part.get("text"), str)
+        else part
+        for part in parts
+    ]

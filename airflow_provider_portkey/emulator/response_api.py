@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from airflow_provider_portkey.emulator.lists import list_response
 from airflow_provider_portkey.emulator.responses import Response, json_response, upstream_error
 from airflow_provider_portkey.emulator.run_api import _body, _check_metadata, _check_range, _missing
 from airflow_provider_portkey.emulator.runs import RunError
@@ -106,27 +107,10 @@ def _create_request(body: bytes) -> dict[str, object]:
 
 
 def _input_items(state: EmulatorState, response_id: str, query: dict[str, str]) -> Response:
-    from airflow_provider_portkey.emulator.app import paginate  # app routes here: import on use
-
     items = state.responses.inputs(response_id)
     if items is None:
         return _found(response_id, None)
-    try:
-        limit = int(query.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
-        raise RunError(
-            400,
-            f"Invalid 'limit': expected an integer from 1 to 100, got {query.get('limit')!r}.",
-            param="limit",
-        )
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        message = f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'."
-        raise RunError(400, message, param="order", code="invalid_value")
-    page = paginate(items, limit=limit, order=order, after=query.get("after"), before=query.get("before"))
-    return json_response(200, page)
+    return list_response(items, query)
 
 
 def _found(response_id: str, payload: dict[str, object] | None) -> Response:

@@ -1,4 +1,5 @@
-"""The run endpoints: create a thread and run, create a run, retrieve, cancel, submit tool outputs.
+"""The thread and run endpoints: threads (create, retrieve, list their messages and runs), runs
+(create with or without a new thread, retrieve, cancel, submit tool outputs).
 
 POST bodies are checked the way the upstream checks them (unknown fields, types, ranges), and a bad
 body is a 400 upstream-shaped error whose `param` names the field, so a client's error handling is
@@ -9,14 +10,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_portkey.emulator.lists import list_response
 from airflow_provider_portkey.emulator.responses import Response, json_response, upstream_error
 from airflow_provider_portkey.emulator.runs import RunError
 from airflow_provider_portkey.emulator.state import EmulatorState
 
+_THREADS_PATH = re.compile(r"/v1/threads")
+_THREAD_PATH = re.compile(r"/v1/threads/([^/]+)")
+_MESSAGES_PATH = re.compile(r"/v1/threads/([^/]+)/messages")
 _THREAD_AND_RUN_PATH = re.compile(r"/v1/threads/runs")
 _RUNS_PATH = re.compile(r"/v1/threads/([^/]+)/runs")
 _RUN_PATH = re.compile(r"/v1/threads/([^/]+)/runs/([^/]+)")
@@ -74,7 +79,15 @@ class RunRoute:
 
 
 def match(method: str, path: str) -> RunRoute | None:
-    """The run endpoint for this request, or None (the caller answers 404 Invalid URL)."""
+    """The thread or run endpoint for this request, or None (the caller answers 404 Invalid URL)."""
+    if method == "POST" and _THREADS_PATH.fullmatch(path):
+        return RunRoute("create_thread")
+    if method == "GET" and (found := _THREAD_PATH.fullmatch(path)):
+        return RunRoute("retrieve_thread", found.group(1))
+    if method == "GET" and (found := _MESSAGES_PATH.fullmatch(path)):
+        return RunRoute("list_messages", found.group(1))
+    if method == "GET" and (found := _RUNS_PATH.fullmatch(path)):
+        return RunRoute("list_runs", found.group(1))
     if method == "POST" and _THREAD_AND_RUN_PATH.fullmatch(path):
         return RunRoute("create_thread_and_run")
     if method == "POST" and (found := _RUNS_PATH.fullmatch(path)):
@@ -87,12 +100,37 @@ def match(method: str, path: str) -> RunRoute | None:
     return None
 
 
-def handle(state: EmulatorState, route: RunRoute, body: bytes) -> Response:
-    """Answer a matched run endpoint; RunError from validation or the state becomes its error body."""
+def handle(state: EmulatorState, route: RunRoute, body: bytes, query: Mapping[str, str]) -> Response:
+    """Answer a matched endpoint; RunError from validation or the state becomes its error body."""
     try:
+        if route.action in _LISTS:
+            return _list(state, route, query)
         return _HANDLERS[route.action](state, route, body)
     except RunError as error:
         return upstream_error(error.status, error.message, param=error.param, code=error.code)
+
+
+def _list(state: EmulatorState, route: RunRoute, query: Mapping[str, str]) -> Response:
+    thread_id = _thread_id(route)
+    items = _LISTS[route.action](state, thread_id)
+    if items is None:
+        raise _no_thread(thread_id)
+    return list_response(items, query)
+
+
+def _create_thread(state: EmulatorState, route: RunRoute, body: bytes) -> Response:
+    # The SDK sends no body when no field is given: an empty thread.
+    thread = _body(body, _THREAD_FIELDS) if body.strip() else {}
+    _check_thread(thread, "")
+    return json_response(200, state.create_thread(thread))
+
+
+def _retrieve_thread(state: EmulatorState, route: RunRoute, body: bytes) -> Response:
+    thread_id = _thread_id(route)
+    thread = state.retrieve_thread(thread_id)
+    if thread is None:
+        raise _no_thread(thread_id)
+    return json_response(200, thread)
 
 
 def _create_thread_and_run(state: EmulatorState, route: RunRoute, body: bytes) -> Response:
@@ -100,9 +138,13 @@ def _create_thread_and_run(state: EmulatorState, route: RunRoute, body: bytes) -
     thread = request.get("thread")
     if thread is not None:
         _check_fields(thread, _THREAD_FIELDS, "thread.")
-        _check_messages(thread.get("messages"), "thread.messages")
-        _check_metadata(thread.get("metadata"), "thread.metadata")
+        _check_thread(thread, "thread.")
     return _create(state, None, request)
+
+
+def _check_thread(thread: dict[str, Any], prefix: str) -> None:
+    _check_messages(thread.get("messages"), prefix + "messages")
+    _check_metadata(thread.get("metadata"), prefix + "metadata")
 
 
 def _create_run(state: EmulatorState, route: RunRoute, body: bytes) -> Response:
@@ -152,12 +194,30 @@ def _submit_tool_outputs(state: EmulatorState, route: RunRoute, body: bytes) -> 
 
 
 _HANDLERS: dict[str, Callable[[EmulatorState, RunRoute, bytes], Response]] = {
+    "create_thread": _create_thread,
+    "retrieve_thread": _retrieve_thread,
     "create_thread_and_run": _create_thread_and_run,
     "create_run": _create_run,
     "retrieve": _retrieve,
     "cancel": _cancel,
     "submit_tool_outputs": _submit_tool_outputs,
 }
+
+
+_LISTS: dict[str, Callable[[EmulatorState, str], list[dict[str, Any]] | None]] = {
+    "list_messages": EmulatorState.list_messages,
+    "list_runs": EmulatorState.list_runs,
+}
+
+
+def _thread_id(route: RunRoute) -> str:
+    if route.thread_id is None:
+        raise ValueError(f"the {route.action} route has no thread")
+    return route.thread_id
+
+
+def _no_thread(thread_id: str) -> RunError:
+    return RunError(404, f"No thread found with id '{thread_id}'.")
 
 
 def _ids(route: RunRoute) -> tuple[str, str]:

@@ -37,6 +37,7 @@ from airflow_provider_portkey.emulator.objects import (
     USAGE,
     RunStatus,
     message_creation_details,
+    message_object,
     stable_id,
     step_object,
 )
@@ -59,7 +60,7 @@ SECONDS_KEY = "emulator_seconds_per_status"
 # What a run whose request did not set them shows (values as the live API fills them in).
 RUN_DEFAULTS: dict[str, Any] = {
     "model": "gpt-4o",
-    "instructions": None,
+    "instructions": "",
     "tools": [],
     "tool_resources": {},
     "metadata": {},
@@ -103,6 +104,15 @@ _STEP_END = {
     "failed": "failed",
     "cancelled": "cancelled",
     "expired": "expired",
+}
+
+
+# A message is as finished as the step that writes it: a step that ended otherwise leaves it incomplete.
+_MESSAGE_STATUS = {
+    "completed": "completed",
+    "failed": "incomplete",
+    "cancelled": "incomplete",
+    "expired": "incomplete",
 }
 
 
@@ -346,6 +356,28 @@ class AgentRun:
         body["usage"] = dict(USAGE) if terminal else None
         body.update({name: self.settings[name] for name in _SETTINGS_AFTER_USAGE})
         return copy.deepcopy(body)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The assistant messages this run's message_creation steps wrote (text once completed)."""
+        replies = []
+        for step in self.steps:
+            if step.type != "message_creation":
+                continue
+            status = _MESSAGE_STATUS.get(step.status, "in_progress")
+            text = f"Emulated reply of {self.assistant_id} (run {self.id})."
+            replies.append(
+                message_object(
+                    id=step.step_details["message_creation"]["message_id"],
+                    thread_id=self.thread_id,
+                    role="assistant",
+                    content=text if status == "completed" else [],
+                    created_at=step.created_at,
+                    status=status,
+                    assistant_id=self.assistant_id,
+                    run_id=self.id,
+                )
+            )
+        return replies
 
     def summary(self) -> dict[str, Any]:
         """What the control API lists: enough to count runs and tell them apart."""

@@ -23,10 +23,12 @@ from airflow_provider_portkey.emulator.app import (
     Mode,
     Response,
     fault_response,
+    gateway_timeout,
     handle_api,
     handle_control,
     json_response,
     reason_phrase,
+    request_timeout,
 )
 from airflow_provider_portkey.emulator.state import EmulatorState, ReceivedRequest
 
@@ -211,8 +213,15 @@ class EmulatorServer:
             case "status" | "malformed" | "redirect":  # answered before processing: nothing is created
                 self._write(conn, writer, fault_response(fault, self.mode, request))
             case "delay":
-                await asyncio.sleep(fault.delay)
-                self._write(conn, writer, handle_api(self.state, self.mode, request, body))
+                timeout = request_timeout(self.mode, request)
+                if timeout is not None and timeout < fault.delay:
+                    # The gateway gives up on the upstream; the upstream still got the request.
+                    await asyncio.sleep(timeout)
+                    handle_api(self.state, self.mode, request, body)
+                    self._write(conn, writer, gateway_timeout(request))
+                else:
+                    await asyncio.sleep(fault.delay)
+                    self._write(conn, writer, handle_api(self.state, self.mode, request, body))
             case "slow_drip":
                 response = handle_api(self.state, self.mode, request, body)
                 writer.write(_head(conn, response))

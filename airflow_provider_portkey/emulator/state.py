@@ -23,8 +23,10 @@ from airflow_provider_portkey.emulator.objects import (
     DEFAULT_LAST_ERROR,
     STEP_TERMINAL_STATUSES,
     message_creation_details,
+    message_object,
     stable_id,
     step_object,
+    thread_object,
 )
 from airflow_provider_portkey.emulator.runs import (
     BUILTIN_SCRIPTS,
@@ -167,8 +169,41 @@ class RunScript:
 
 @dataclass
 class Thread:
+    """A thread: its runs, and the messages users added (assistant messages come from its runs)."""
+
     id: str
     runs: dict[str, Run] = field(default_factory=dict)
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tool_resources: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def render(self) -> dict[str, Any]:
+        return thread_object(
+            id=self.id, created_at=self.created_at, metadata=self.metadata, tool_resources=self.tool_resources
+        )
+
+    def add_messages(self, messages: Iterable[dict[str, Any]] | None) -> None:
+        """Add request-style messages (`role`, `content`, `attachments`, `metadata`) as the API keeps them."""
+        for message in messages or ():
+            self.messages.append(
+                message_object(
+                    id="msg_" + secrets.token_hex(12),
+                    thread_id=self.id,
+                    role=message["role"],
+                    content=message["content"],
+                    created_at=int(time.time()),
+                    attachments=message.get("attachments"),
+                    metadata=message.get("metadata"),
+                )
+            )
+
+    def all_messages(self) -> list[dict[str, Any]]:
+        """The users' messages and the runs' assistant messages, oldest first (a deep copy)."""
+        replies = [
+            reply for run in self.runs.values() if run.agent is not None for reply in run.agent.messages()
+        ]
+        return sorted(copy.deepcopy(self.messages) + replies, key=lambda message: int(message["created_at"]))
 
 
 @dataclass
@@ -341,8 +376,7 @@ class EmulatorState:
         with self._lock:
             now = self.clock()
             if thread_id is None:
-                thread = Thread("thread_" + secrets.token_hex(12))
-                self._threads[thread.id] = thread
+                thread = self._new_thread(request.get("thread") or {})
             else:
                 found = self._threads.get(thread_id)
                 if found is None:
@@ -353,6 +387,7 @@ class EmulatorState:
                         other.agent.advance_to(now, poll=False)
                         if other.agent.active:
                             raise RunError(400, f"Thread {thread.id} already has an active run {other.id}.")
+            thread.add_messages(request.get("additional_messages"))
             script = self._scripts.get(assistant_id) or RunScript(DEFAULT_SCRIPT)
             settings = run_settings(assistant_id, request)
             advance, seconds = advance_options(
@@ -374,6 +409,50 @@ class EmulatorState:
             self._agents.append(agent)
             self.runs_created += 1
             return agent.render()
+
+    def create_thread(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Create a thread from a validated body (`messages`, `metadata`, `tool_resources`)."""
+        with self._lock:
+            return self._new_thread(request).render()
+
+    def retrieve_thread(self, thread_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            thread = self._threads.get(thread_id)
+            return thread.render() if thread else None
+
+    def list_messages(self, thread_id: str) -> list[dict[str, Any]] | None:
+        """A thread's messages, oldest first (a look, not a poll); None if the thread is unknown."""
+        with self._lock:
+            thread = self._thread_now(thread_id)
+            return None if thread is None else thread.all_messages()
+
+    def list_runs(self, thread_id: str) -> list[dict[str, Any]] | None:
+        """A thread's agent runs, oldest first (a look, not a poll); None if the thread is unknown."""
+        with self._lock:
+            thread = self._thread_now(thread_id)
+            if thread is None:
+                return None
+            return [run.agent.render() for run in thread.runs.values() if run.agent is not None]
+
+    def _thread_now(self, thread_id: str) -> Thread | None:
+        """A thread with its time-advanced runs brought up to now (call under the lock)."""
+        thread = self._threads.get(thread_id)
+        if thread is not None:
+            now = self.clock()
+            for run in thread.runs.values():
+                if run.agent is not None:
+                    run.agent.advance_to(now, poll=False)
+        return thread
+
+    def _new_thread(self, request: dict[str, Any]) -> Thread:
+        thread = Thread(
+            "thread_" + secrets.token_hex(12),
+            metadata=dict(request.get("metadata") or {}),
+            tool_resources=dict(request.get("tool_resources") or {}),
+        )
+        thread.add_messages(request.get("messages"))
+        self._threads[thread.id] = thread
+        return thread
 
     def retrieve_run(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
         """Render a run for GET .../runs/{id}, moving it along; None if there is no such agent run."""

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
-import random
 from collections.abc import Mapping
 from typing import Any
 
+from airflow import __version__ as airflow_version
+from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+
 from airflow_provider_portkey import __version__
-from airflow_provider_portkey._compat import BaseHook, mask_secret
-from airflow_provider_portkey.connection_fields import CONN_TYPE
-from airflow_provider_portkey.core import ApiRequest, RetryPolicy, blocks_repeat
+from airflow_provider_portkey.connection_fields import CONN_TYPE, DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyRequestError
-from airflow_provider_portkey.settings import PortkeySettings
+from airflow_provider_portkey.protocol import ApiRequest
+from airflow_provider_portkey.retries import RetryPolicy
+from airflow_provider_portkey.settings import PortkeySettings, retry_overrides
 
 
 def user_agent() -> str:
-    from airflow import __version__ as airflow_version
-
     return f"airflow-provider-portkey/{__version__} apache-airflow/{airflow_version}"
 
 
@@ -35,7 +34,7 @@ class PortkeyBaseHook(BaseHook):
     """
 
     conn_name_attr = "portkey_conn_id"
-    default_conn_name = "portkey_default"
+    default_conn_name = DEFAULT_CONN_NAME
     conn_type = CONN_TYPE
     hook_name = "Portkey"
 
@@ -47,29 +46,15 @@ class PortkeyBaseHook(BaseHook):
         max_retry_wait: float | None = None,
         trace_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
-        # Checked here, not at the first request, so a bad DAG argument fails at parse time.
-        if max_retries is not None and (
-            isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-        ):
-            raise PortkeyConfigurationError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
-        if max_retry_wait is not None and (
-            isinstance(max_retry_wait, bool)
-            or not isinstance(max_retry_wait, int | float)
-            or not 0 <= max_retry_wait < float("inf")
-        ):
-            raise PortkeyConfigurationError(
-                f"max_retry_wait must be a number of seconds >= 0, got {max_retry_wait!r}"
-            )
         self.portkey_conn_id = portkey_conn_id
-        self._overrides: dict[str, Any] = {}
-        if max_retries is not None:
-            self._overrides["max_retries"] = max_retries
-        if max_retry_wait is not None:
-            self._overrides["max_retry_wait"] = float(max_retry_wait)
+        # Checked here, not at the first request, so a bad DAG argument fails at parse time.
+        self._overrides = retry_overrides(max_retries=max_retries, max_retry_wait=max_retry_wait)
         self.trace_id = trace_id
         self.metadata = dict(metadata or {})
+        self.deadline = deadline
         self._settings: PortkeySettings | None = None
 
     def __repr__(self) -> str:
@@ -79,9 +64,12 @@ class PortkeyBaseHook(BaseHook):
         self, *, host: str | None, password: str | None, port: int | None, extra: Mapping[str, Any]
     ) -> PortkeySettings:
         """Validate a connection once, register its secrets for redaction, apply overrides."""
-        settings = PortkeySettings.from_connection_fields(
-            host=host, password=password, port=port, extra=extra
-        )
+        try:
+            settings = PortkeySettings.from_connection_fields(
+                host=host, password=password, port=port, extra=extra
+            )
+        except PortkeyConfigurationError as error:
+            raise PortkeyConfigurationError(f"Airflow connection {self.portkey_conn_id!r}: {error}") from None
         if self._overrides:
             settings = dataclasses.replace(settings, **self._overrides)
         for secret in settings.secrets:
@@ -92,10 +80,6 @@ class PortkeyBaseHook(BaseHook):
     def _headers(self, settings: PortkeySettings) -> dict[str, str]:
         return settings.headers(user_agent(), trace_id=self.trace_id, metadata=self.metadata)
 
-    @staticmethod
-    def _retry_policy(settings: PortkeySettings) -> RetryPolicy:
-        return RetryPolicy(max_retries=settings.max_retries, max_wait=settings.max_retry_wait)
-
     def _wait_before_retry(
         self,
         settings: PortkeySettings,
@@ -103,23 +87,19 @@ class PortkeyBaseHook(BaseHook):
         attempt: int,
         error: PortkeyRequestError,
     ) -> float:
-        """Seconds to wait before the next attempt; re-raises ``error`` when it must not be retried."""
-        delay = self._retry_policy(settings).next_delay(attempt, error, random.random, request=api_request)
-        if delay is None:
-            if error.transient and attempt < settings.max_retries and blocks_repeat(api_request, error):
-                self.log.warning(
-                    "%s; not retried: the server may already have acted on it, and sending it again "
-                    "could do it twice. Check its result in Portkey (trace id %s) before running it again.",
-                    error,
-                    settings.effective_trace_id(self.trace_id) or "not set",
-                )
-            raise error
-        self.log.log(
-            logging.WARNING,
-            "%s; retry %d of %d in %.1f s",
-            error,
-            attempt + 1,
-            settings.max_retries,
-            delay,
-        )
-        return delay
+        """Seconds to wait before the next attempt; re-raises ``error`` when it is not sent again."""
+        policy = RetryPolicy(max_retries=settings.max_retries, max_wait=settings.max_retry_wait)
+        decision = policy.decide(api_request, error, attempt, deadline=self.deadline)
+        if decision.delay is not None:
+            self.log.warning("%s; %s", error, decision.reason)
+            return decision.delay
+        if decision.kind == "unsafe":
+            self.log.warning(
+                "%s; not retried: %s. Check its result in Portkey (trace id %s) before running it again.",
+                error,
+                decision.reason,
+                settings.effective_trace_id(self.trace_id) or "not set",
+            )
+        elif decision.kind == "deadline":
+            self.log.warning("%s; not retried: %s", error, decision.reason)
+        raise error

@@ -10,7 +10,14 @@ from typing import Any, Self
 
 import requests
 
-from airflow_provider_portkey.core import (
+from airflow_provider_portkey.errors import (
+    PortkeyNotFoundError,
+    PortkeyRequestError,
+)
+from airflow_provider_portkey.hooks.base import PortkeyBaseHook
+from airflow_provider_portkey.models import Run, RunStep
+from airflow_provider_portkey.models_response import Response
+from airflow_provider_portkey.protocol import (
     ApiRequest,
     cancel_run_request,
     connection_error,
@@ -19,6 +26,7 @@ from airflow_provider_portkey.core import (
     get_run_request,
     interpret_response,
     list_run_steps_request,
+    next_page_after,
     parse_run,
     parse_run_step,
     parse_run_step_list,
@@ -26,14 +34,6 @@ from airflow_provider_portkey.core import (
     run_step_request,
     submit_tool_outputs_request,
 )
-from airflow_provider_portkey.errors import (
-    PortkeyBadResponseError,
-    PortkeyNotFoundError,
-    PortkeyRequestError,
-)
-from airflow_provider_portkey.hooks.base import PortkeyBaseHook
-from airflow_provider_portkey.models import Run, RunStep
-from airflow_provider_portkey.models_response import Response
 from airflow_provider_portkey.provider_info import UI_FIELD_BEHAVIOUR, conn_fields
 from airflow_provider_portkey.responses_api import (
     cancel_response_request,
@@ -41,7 +41,6 @@ from airflow_provider_portkey.responses_api import (
     delete_response_request,
     get_response_request,
     list_input_items_request,
-    next_cursor,
     parse_deletion,
     parse_item_list,
     parse_response,
@@ -60,10 +59,11 @@ class PortkeyHook(PortkeyBaseHook):
     Talk to Portkey's Assistants API (runs and run steps) from a worker.
 
     One ``requests.Session`` per hook keeps the connection alive between polls. Transient failures
-    (connection errors, 408, 429, 5xx) are retried with exponential backoff and full jitter, never
-    sooner than a ``Retry-After``; other errors fail at once. Redirects are never followed.
-    POSTs that create or change something (a run, a cancel, tool outputs) are retried only when
-    the failure proves the server did nothing (never connected, 429, 503): see docs/workflows.md.
+    (connection errors, 408, 429 unless the quota is spent, 5xx) are retried with exponential backoff
+    and full jitter, never sooner than a ``Retry-After`` and never past the hook's ``deadline``;
+    other errors fail at once. Redirects are never followed. POSTs that create or change something
+    (a run, a cancel, tool outputs) are retried only when the failure proves the server did nothing
+    (never connected, 429, 503): see docs/workflows.md. :mod:`..retries` decides all of this.
     Use it as a context manager, or call :meth:`close`, to release the session.
     """
 
@@ -149,7 +149,7 @@ class PortkeyHook(PortkeyBaseHook):
             )
             body = response.content
         except requests.RequestException as error:
-            raise connection_error(api_request, error, settings.base_url) from None
+            raise connection_error(api_request, error, settings.base_url, self.portkey_conn_id) from None
         return interpret_response(api_request, response.status_code, response.headers, body, settings.secrets)
 
     def _run(self, api_request: ApiRequest) -> Run:
@@ -223,7 +223,11 @@ class PortkeyHook(PortkeyBaseHook):
         order: str = "asc",
         include: Collection[str] | None = None,
     ) -> list[RunStep]:
-        """All steps of a run, following ``has_more``/``after`` across pages."""
+        """
+        All steps of a run, across pages, as the official SDK pages: the next page starts after the
+        last step of this one, until ``has_more`` is false or, from a server that leaves
+        ``has_more`` out, a page comes back empty.
+        """
         steps: list[RunStep] = []
         after: str | None = None
         while True:
@@ -232,14 +236,9 @@ class PortkeyHook(PortkeyBaseHook):
             )
             page = parse_run_step_list(api_request, self.request(api_request), self.settings.secrets)
             steps += [parse_run_step(api_request, item, self.settings.secrets) for item in page.data]
-            if not page.has_more or not page.data:
+            after = next_page_after(api_request, page, after)
+            if after is None:
                 return steps
-            cursor = page.last_id or steps[-1].id
-            if cursor == after:  # the same page again would loop forever
-                raise PortkeyBadResponseError(
-                    api_request.description, what=f"has_more is true but the cursor stays at {after!r}"
-                )
-            after = cursor
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -295,7 +294,7 @@ class PortkeyHook(PortkeyBaseHook):
     def list_response_input_items(
         self, response_id: str, *, order: str = "asc", include: Collection[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Every input item of a response, following ``has_more``/``after`` across pages, as sent."""
+        """Every input item of a response, across pages as :meth:`list_run_steps` reads them, as sent."""
 
         items: list[dict[str, Any]] = []
         after: str | None = None
@@ -303,6 +302,6 @@ class PortkeyHook(PortkeyBaseHook):
             api_request = list_input_items_request(response_id, order=order, after=after, include=include)
             page = parse_item_list(api_request, self.request(api_request), self.settings.secrets)
             items += page.data
-            after = next_cursor(api_request, page, after)
+            after = next_page_after(api_request, page, after)
             if after is None:
                 return items

@@ -17,26 +17,26 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_portkey.core import (
-    ApiRequest,
-    connection_error,
-    get_run_request,
-    interpret_response,
-    parse_run,
-    parse_run_step,
-    run_step_request,
-)
 from airflow_provider_portkey.errors import PortkeyRequestError
 from airflow_provider_portkey.hooks.base import PortkeyBaseHook
 from airflow_provider_portkey.models import Run, RunStep
 from airflow_provider_portkey.models_response import Response
+from airflow_provider_portkey.protocol import (
+    ApiRequest,
+    connection_error,
+    get_run_request,
+    interpret_response,
+    next_page_after,
+    parse_run,
+    parse_run_step,
+    run_step_request,
+)
 from airflow_provider_portkey.responses_api import (
     cancel_response_request,
     create_response_request,
     delete_response_request,
     get_response_request,
     list_input_items_request,
-    next_cursor,
     parse_deletion,
     parse_item_list,
     parse_response,
@@ -144,7 +144,7 @@ class PortkeyAsyncHook(PortkeyBaseHook):
                     timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
                 )
         except httpx.HTTPError as error:
-            raise connection_error(api_request, error, settings.base_url) from None
+            raise connection_error(api_request, error, settings.base_url, self.portkey_conn_id) from None
         return interpret_response(
             api_request, response.status_code, response.headers, response.content, settings.secrets
         )
@@ -191,6 +191,6 @@ class PortkeyAsyncHook(PortkeyBaseHook):
             api_request = list_input_items_request(response_id, order=order, after=after, include=include)
             page = parse_item_list(api_request, await self.request(api_request), secrets)
             items += page.data
-            after = next_cursor(api_request, page, after)
+            after = next_page_after(api_request, page, after)
             if after is None:
                 return items

@@ -7,19 +7,21 @@ what it does before the first look.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from airflow_provider_portkey._compat import BaseOperator, Context, conf
+from airflow.providers.common.compat.sdk import BaseOperator, Context
+
+from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError
-from airflow_provider_portkey.response_status import DEFAULT_RESPONSE_FAIL_ON_STATUSES
 from airflow_provider_portkey.sensors.response import ResponseSensor, push_response_xcoms
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from airflow_provider_portkey._compat import AirflowException, BaseTrigger
+    from airflow.providers.common.compat.sdk import AirflowException
+    from airflow.triggers.base import BaseTrigger
 
 #: XCom key of the started response's id, for templating downstream.
 RESPONSE_ID_XCOM_KEY = "response_id"
@@ -44,6 +46,9 @@ class CreateResponseOperator(ResponseSensor):
     :param background: Send ``background: true`` (the default): the API answers at once, ``queued``.
     :param wait_for_completion: Wait until the response ends.
     :param cancel_on_kill: Cancel the response when the task is killed or times out.
+
+    The other arguments (``include``, ``portkey_conn_id``, ``fail_on_statuses``, ``deferrable``,
+    ``trace_id``, ``hook_params``, ``timeout``...) are ``ResponseSensor``'s.
     """
 
     template_fields: Sequence[str] = ("body", "include", "portkey_conn_id", "trace_id")
@@ -57,22 +62,10 @@ class CreateResponseOperator(ResponseSensor):
         wait_for_completion: bool = False,
         cancel_on_kill: bool = True,
         include: Sequence[str] | None = None,
-        portkey_conn_id: str = "portkey_default",
-        fail_on_statuses: Collection[str] = DEFAULT_RESPONSE_FAIL_ON_STATUSES,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        trace_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.wait_for_completion = wait_for_completion
-        super().__init__(
-            response_id="",
-            include=include,
-            portkey_conn_id=portkey_conn_id,
-            fail_on_statuses=fail_on_statuses,
-            deferrable=deferrable,
-            trace_id=trace_id,
-            **kwargs,
-        )
+        super().__init__(response_id="", include=include, **kwargs)
         if wait_for_completion and self.reschedule:
             raise PortkeyConfigurationError(
                 f"{self.task_id}: mode='reschedule' would start a new response at every reschedule; "
@@ -90,6 +83,7 @@ class CreateResponseOperator(ResponseSensor):
         assert self._active_hook is not None  # set by execute()
         response = self._active_hook.create_response(self.body, background=self.background)
         self.response_id = response.id
+        self._looked_before = True  # the create reached the server: a later outage is waited out
         context["ti"].xcom_push(key=RESPONSE_ID_XCOM_KEY, value=response.id)
         self.log.info("Started %s", response.describe())
         if response.is_terminal:  # answered in full (background=False, or a fast upstream)
@@ -148,6 +142,7 @@ class GetResponseOperator(PortkeyTaskMixin, BaseOperator):
     :param include: ``include[]`` values for the request (templated).
     :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook: ``max_retries``, ``max_retry_wait``.
     """
 
     template_fields: Sequence[str] = ("response_id", "include", "portkey_conn_id", "trace_id")
@@ -158,15 +153,15 @@ class GetResponseOperator(PortkeyTaskMixin, BaseOperator):
         *,
         response_id: str,
         include: Sequence[str] | None = None,
-        portkey_conn_id: str = "portkey_default",
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
         trace_id: str | None = None,
+        hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
         self.response_id = response_id
         self.include = include
-        self.portkey_conn_id = portkey_conn_id
-        self.trace_id = trace_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         with self.traced_hook(context) as hook:

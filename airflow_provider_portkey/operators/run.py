@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
-from airflow_provider_portkey._compat import BaseOperator, Context
+from airflow.providers.common.compat.sdk import BaseOperator, Context
+
+from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError
 from airflow_provider_portkey.statuses import RunStatus, RunStepStatus
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
@@ -58,6 +60,7 @@ class CreateRunOperator(PortkeyTaskMixin, BaseOperator):
     :param cancel_on_kill: Cancel the started run when the task is killed (default ``True``).
     :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook: ``max_retries``, ``max_retry_wait``.
     """
 
     template_fields: Sequence[str] = (
@@ -87,11 +90,13 @@ class CreateRunOperator(PortkeyTaskMixin, BaseOperator):
         metadata: Mapping[str, str] | None = None,
         run_options: Mapping[str, Any] | None = None,
         cancel_on_kill: bool = True,
-        portkey_conn_id: str = "portkey_default",
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
         trace_id: str | None = None,
+        hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
         self.assistant_id = assistant_id
         self.thread_id = thread_id
         self.thread = thread
@@ -99,8 +104,6 @@ class CreateRunOperator(PortkeyTaskMixin, BaseOperator):
         self.metadata = metadata
         self.run_options = run_options
         self.cancel_on_kill = cancel_on_kill
-        self.portkey_conn_id = portkey_conn_id
-        self.trace_id = trace_id
         #: (thread id, run id) of the run this task started, for :meth:`on_kill`.
         self._started: tuple[str, str] | None = None
 
@@ -168,6 +171,7 @@ class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
     :param include: ``include[]`` values for the request (templated).
     :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook: ``max_retries``, ``max_retry_wait``.
     """
 
     template_fields: Sequence[str] = (
@@ -192,11 +196,13 @@ class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
         statuses: str | Collection[str] | None = None,
         step_types: str | Collection[str] | None = None,
         include: Sequence[str] | None = None,
-        portkey_conn_id: str = "portkey_default",
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
         trace_id: str | None = None,
+        hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise PortkeyConfigurationError(f"limit must be a whole number >= 1 or None, got {limit!r}")
         self.thread_id = thread_id
@@ -206,11 +212,9 @@ class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
         self.statuses = statuses
         self.step_types = step_types
         self.include = include
-        self.portkey_conn_id = portkey_conn_id
-        self.trace_id = trace_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_provider_portkey.core import validate_include
+        from airflow_provider_portkey.protocol import validate_include
 
         # Checked before any request: templated filters are only known now.
         statuses = _choices("statuses", self.statuses, [status.value for status in RunStepStatus])
@@ -221,7 +225,7 @@ class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
         kept = [
             step.to_json()
             for step in steps
-            if (not statuses or step.status.value in statuses) and (not step_types or step.type in step_types)
+            if (not statuses or str(step.status) in statuses) and (not step_types or step.type in step_types)
         ][: self.limit]
         self.log.info(
             "Run %s has %d steps; returning %d: %s",
@@ -249,6 +253,7 @@ class SubmitToolOutputsOperator(PortkeyTaskMixin, BaseOperator):
     :param tool_outputs: The outputs (templated).
     :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook: ``max_retries``, ``max_retry_wait``.
     """
 
     template_fields: Sequence[str] = ("thread_id", "run_id", "tool_outputs", "portkey_conn_id", "trace_id")
@@ -261,19 +266,19 @@ class SubmitToolOutputsOperator(PortkeyTaskMixin, BaseOperator):
         thread_id: str,
         run_id: str,
         tool_outputs: Any,
-        portkey_conn_id: str = "portkey_default",
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
         trace_id: str | None = None,
+        hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
         self.thread_id = thread_id
         self.run_id = run_id
         self.tool_outputs = tool_outputs
-        self.portkey_conn_id = portkey_conn_id
-        self.trace_id = trace_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_portkey.core import validate_tool_outputs
+        from airflow_provider_portkey.protocol import validate_tool_outputs
 
         outputs = validate_tool_outputs(self.tool_outputs)
         with self.traced_hook(context) as hook:

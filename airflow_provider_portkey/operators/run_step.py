@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_portkey._compat import BaseOperator, Context
+from airflow.providers.common.compat.sdk import BaseOperator, Context
+
+from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
 #: XCom key under which :class:`GetRunStepOperator` pushes the step's status.
@@ -26,6 +28,7 @@ class GetRunStepOperator(PortkeyTaskMixin, BaseOperator):
     :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
     :param include: ``include[]`` values for the request (templated).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook: ``max_retries``, ``max_retry_wait``.
     """
 
     template_fields: Sequence[str] = (
@@ -44,22 +47,22 @@ class GetRunStepOperator(PortkeyTaskMixin, BaseOperator):
         thread_id: str,
         run_id: str,
         step_id: str,
-        portkey_conn_id: str = "portkey_default",
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
         include: Sequence[str] | None = None,
         trace_id: str | None = None,
+        hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
         self.thread_id = thread_id
         self.run_id = run_id
         self.step_id = step_id
-        self.portkey_conn_id = portkey_conn_id
         self.include = include
-        self.trace_id = trace_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         with self.traced_hook(context) as hook:
             step = hook.get_run_step(self.thread_id, self.run_id, self.step_id, self.include)
         self.log.info("Fetched: %s", step.describe())
-        context["ti"].xcom_push(key=STATUS_XCOM_KEY, value=step.status.value)
+        context["ti"].xcom_push(key=STATUS_XCOM_KEY, value=str(step.status))
         return step.to_json()

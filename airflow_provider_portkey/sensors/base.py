@@ -7,9 +7,11 @@ One implementation of the rules, so a run step and a run are waited on the same 
 - a final status in ``fail_on_statuses`` fails the task without retries (a retry cannot change a
   finished object), or skips it under ``soft_fail``, keeping the message;
 - a transient error (after the hook's own retries) is logged and the wait goes on; a permanent one
-  (auth, not found, bad input or configuration) fails at once;
-- ``timeout`` means the same in every mode, and its message names the last status seen; the next
-  poll never comes sooner than a ``Retry-After`` the server sent;
+  (auth, not found, bad input or configuration, a spent budget) fails at once, and so does a first
+  look that reached no server at all (see :func:`~airflow_provider_portkey.retries.keeps_waiting`);
+- ``timeout`` means the same in every mode, and its message names the last status and error seen;
+  the next poll never comes sooner than a ``Retry-After`` the server sent, and no sleep or retry
+  of the hook goes past the deadline;
 - deferred, the subclass's :class:`~airflow_provider_portkey.triggers.base.PortkeyPollTrigger`
   polls on the same schedule with the same trace id, and its one event is turned into the same
   result or error as poke mode.
@@ -23,7 +25,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 
-from airflow_provider_portkey._compat import (
+from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowSensorTimeout,
     AirflowSkipException,
@@ -32,8 +34,20 @@ from airflow_provider_portkey._compat import (
     PokeReturnValue,
     conf,
 )
-from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyTransientError
-from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_STATUSES, EVENT_TIMEOUT
+
+from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
+from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyRequestError
+from airflow_provider_portkey.polling import capped_wait
+from airflow_provider_portkey.retries import keeps_waiting
+from airflow_provider_portkey.statuses import (
+    EVENT_ERROR,
+    EVENT_STATUSES,
+    EVENT_TIMEOUT,
+    ends_wait,
+    fail_on_status_problem,
+    is_known,
+    unknown_status_warning,
+)
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
 # Only for type hints: a DAG file that imports a sensor must not load the hooks, the triggers, the
@@ -47,21 +61,21 @@ if TYPE_CHECKING:
 _DEFERRAL_GRACE = timedelta(minutes=5)
 
 
-def validate_fail_on_statuses(value: Collection[str], allowed: Collection[str]) -> tuple[str, ...]:
-    """``fail_on_statuses`` as a tuple (one string is one status), each one of ``allowed``."""
+def checked_fail_on_statuses(value: Collection[str], allowed: Collection[str]) -> tuple[str, ...]:
+    """
+    ``fail_on_statuses`` as a tuple (one string is one status): ``allowed``, or statuses this
+    provider does not know that are no typo of a known one (see :func:`fail_on_status_problem`).
+    """
     if isinstance(value, str):
         value = (value,)
     for status in value:
-        if status not in allowed:
+        problem = fail_on_status_problem(status, allowed)
+        if problem:
             raise PortkeyConfigurationError(
-                f"fail_on_statuses has {status!r}; allowed values are {sorted(allowed)} (or empty)"
+                f"fail_on_statuses has {status!r}, which {problem}; allowed values are {sorted(allowed)} "
+                "(or empty), or a status of your server's that this provider does not know"
             )
     return tuple(value)
-
-
-def default_deferrable() -> bool:
-    """Airflow's ``[operators] default_deferrable``, the switch for every deferrable operator."""
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
@@ -72,9 +86,12 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     :meth:`subject`, :meth:`target_id`, :meth:`unsuccessful` and :meth:`make_trigger`.
 
     :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
-    :param fail_on_statuses: Final statuses that fail the task.
-    :param deferrable: Wait on the triggerer instead of a worker slot.
+    :param fail_on_statuses: Final statuses that fail the task (the subclass checks them).
+    :param deferrable: Wait on the triggerer instead of a worker slot (default: Airflow's
+        ``[operators] default_deferrable``).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook, in every mode: ``max_retries``,
+        ``max_retry_wait`` (override the connection's).
     """
 
     ui_color = "#e8f1ff"
@@ -84,25 +101,31 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        portkey_conn_id: str = "portkey_default",
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
         fail_on_statuses: tuple[str, ...] = (),
-        deferrable: bool | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         trace_id: str | None = None,
+        hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.portkey_conn_id = portkey_conn_id
+        self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
         self.fail_on_statuses = fail_on_statuses
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.trace_id = trace_id
+        self.deferrable = deferrable
         self._last_status: str | None = None
+        #: The last look's error, for the timeout message (a wait that only saw errors says why).
+        self._last_error: str | None = None
         self._started_at = 0.0
+        #: Whether an earlier look of this wait (an earlier reschedule) already reached the server.
+        self._looked_before = False
         #: A ``Retry-After`` from the last poke's transient error: the floor of the next interval.
         self._retry_after = 0.0
         #: How many times this sensor looked in this process (the backoff's poke count).
         self._poke_count = 0
         #: The hook of the running ``execute`` (one session across pokes, closed at its end).
         self._active_hook: PortkeyHook | None = None
+        #: Statuses this provider does not know that this wait already warned about.
+        self._unknown_seen: set[str] = set()
 
     # -- what a subclass says -------------------------------------------------------------------------
 
@@ -139,6 +162,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         self._started_at = self._start_time(context)
         with self.traced_hook(context) as hook:
+            hook.deadline = self._started_at + self.timeout  # its retries never outlast the wait
             self._active_hook = hook
             try:
                 return self._execute(context)
@@ -167,6 +191,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         if self.reschedule:
             first = context["ti"].get_first_reschedule_date(context)
             if first is not None:
+                self._looked_before = True  # that earlier look did not fail: it reached the server
                 return first.timestamp()
         return time.time()
 
@@ -181,41 +206,65 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         self._retry_after = 0.0
         try:
             polled = self._look()
-        except PortkeyTransientError as error:
+        except PortkeyRequestError as error:
+            first_look = self._poke_count == 1 and not self._looked_before
+            if not keeps_waiting(error, first_look=first_look):
+                if first_look and error.transient:  # transient, yet no server was ever reached
+                    raise self._final(self._unreachable(error), soft_fail_applies=False) from error
+                raise
             self.log.warning(
                 "Still waiting on %s %s after a transient error: %s", self.noun, self.target_id(), error
             )
+            self._last_error = str(error)
             self._retry_after = error.retry_after or 0.0
         else:
-            self._last_status = str(polled.status.value)
-            if self.is_done(polled):
+            self._last_status, self._last_error = str(polled.status), None
+            if self._ends_wait(polled):
                 return PokeReturnValue(is_done=True, xcom_value=self._finish(polled, context))
             self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), self._last_status)
-        if time.time() - self._started_at > self.timeout:
+        if time.time() - self._started_at >= self.timeout:
             raise self.timed_out()
         return PokeReturnValue(is_done=False)
+
+    def _unreachable(self, error: PortkeyRequestError) -> PortkeyError:
+        return PortkeyError(
+            f"Waiting on {self.subject()} failed at its first look, which reached no server: {error}. "
+            f"Check the host, port and TLS settings of Airflow connection {self.portkey_conn_id!r}; "
+            "once a look has reached the server, such errors are waited out as an outage."
+        )
+
+    def _ends_wait(self, polled: Polled) -> bool:
+        """:meth:`is_done`, or a status listed in ``fail_on_statuses``; warns once about an unknown one."""
+        status = str(polled.status)
+        if not is_known(polled.status) and status not in self._unknown_seen:
+            self._unknown_seen.add(status)
+            self.log.warning(unknown_status_warning(self.noun, self.target_id(), status))
+        return ends_wait(self.is_done(polled), status, self.fail_on_statuses)
 
     def _get_next_poke_interval(
         self, started_at: Any, run_duration: Callable[[], float], poke_count: int
     ) -> float:
         """
-        Airflow's interval (with its backoff), but never sooner than a ``Retry-After`` the server sent.
+        Airflow's interval (with its backoff), never sooner than a ``Retry-After`` the server sent,
+        and never past the sensor's own deadline (Airflow would sleep a whole ``poke_interval``
+        even when ``timeout`` ends sooner): the last poke comes at the deadline.
 
-        The ``Retry-After`` floor stops at the sensor's own deadline: a server asking for an hour (or
-        forever) must not make a sensor with a shorter ``timeout`` sleep past it.
+        Airflow 3.0.6 to 3.3.2 offer no public hook for the interval, so this overrides the private
+        method and calls it; ``tests/test_polling.py`` fails if its signature or result changes.
         """
         interval: float = super()._get_next_poke_interval(started_at, run_duration, poke_count)
-        remaining = max(0.0, self.timeout - (time.time() - self._started_at))
-        return max(interval, min(self._retry_after, remaining))
+        remaining = self.timeout - (time.time() - self._started_at)
+        return capped_wait(interval, self._retry_after, remaining)
 
     def timed_out(self) -> AirflowException:
         """The exception that ends a wait past ``timeout`` (a subclass may clean up first)."""
         return self._final(AirflowSensorTimeout(self._timeout_message()))
 
     def _timeout_message(self) -> str:
+        error = f"; last error: {self._last_error}" if self._last_error else ""
         return (
             f"Sensor has timed out after {self.timeout} s waiting on {self.subject()}; "
-            f"last status seen: {self._last_status}"
+            f"last status seen: {self._last_status}{error}"
         )
 
     def _final(self, error: AirflowException, *, soft_fail_applies: bool = True) -> AirflowException:
@@ -239,7 +288,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     def _finish(self, polled: Polled, context: Context) -> dict[str, Any]:
         """The XCom value of a finished object, or a no-retry failure for a status the user fails on."""
         self.publish(context, polled)
-        if str(polled.status.value) in self.fail_on_statuses:
+        if str(polled.status) in self.fail_on_statuses:
             raise self._final(self.unsuccessful(polled))
         self.log.info("Done: %s", polled.describe())
         return polled.to_json()
@@ -258,6 +307,9 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             metadata=dict(self.task_trace.metadata),
             polls_done=self._poke_count,
             min_first_wait=self._retry_after,
+            # The trigger's hook retries as this task's does.
+            max_retries=self.hook_params.get("max_retries"),
+            max_retry_wait=self.hook_params.get("max_retry_wait"),
         )
         self.defer(
             trigger=trigger,
@@ -285,6 +337,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             raise PortkeyError(f"{name} got an unexpected trigger event: {event!r}")
         if event["status"] == EVENT_TIMEOUT:
             self._last_status = event.get("last_status")
+            self._last_error = event.get("last_error")
             raise self.timed_out()
         if event["status"] == EVENT_ERROR:
             error = PortkeyError(f"Waiting on {self.subject()} failed: {event.get('message')}")
@@ -293,9 +346,8 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             polled = self.parse(event[self.noun])
         except (KeyError, TypeError, ValueError) as error:
             raise PortkeyError(f"{name} got a trigger event without a valid {self.noun}: {error}") from None
-        if not self.is_done(polled):
+        if not ends_wait(self.is_done(polled), str(polled.status), self.fail_on_statuses):
             raise PortkeyError(
-                f"{name} got a {event['status']!r} event for a {self.noun} that is still "
-                f"{polled.status.value}"
+                f"{name} got a {event['status']!r} event for a {self.noun} that is still {polled.status}"
             )
         return self._finish(polled, context)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Unpack
 
-from airflow_provider_portkey._compat import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException
+
 from airflow_provider_portkey.errors import RunUnsuccessfulError
-from airflow_provider_portkey.sensors.base import PortkeyPollSensor, validate_fail_on_statuses
+from airflow_provider_portkey.sensors.base import PortkeyPollSensor, checked_fail_on_statuses
 from airflow_provider_portkey.statuses import UNSUCCESSFUL_RUN_STATUSES, run_is_done
 
 # Kept out of DAG parsing (see sensors/base.py): the methods that run the wait import what they use.
@@ -44,6 +45,7 @@ class RunSensor(PortkeyPollSensor):
     :param deferrable: Wait on the triggerer instead of a worker slot (default: Airflow's
         ``[operators] default_deferrable``).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook: ``max_retries``, ``max_retry_wait``.
     """
 
     template_fields: Sequence[str] = ("thread_id", "run_id", "portkey_conn_id", "trace_id")
@@ -55,20 +57,11 @@ class RunSensor(PortkeyPollSensor):
         thread_id: str,
         run_id: str,
         stop_on_requires_action: bool = True,
-        portkey_conn_id: str = "portkey_default",
         fail_on_statuses: Collection[str] = DEFAULT_RUN_FAIL_ON_STATUSES,
-        deferrable: bool | None = None,
-        trace_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         allowed = [status.value for status in UNSUCCESSFUL_RUN_STATUSES]
-        super().__init__(
-            portkey_conn_id=portkey_conn_id,
-            fail_on_statuses=validate_fail_on_statuses(fail_on_statuses, allowed),
-            deferrable=deferrable,
-            trace_id=trace_id,
-            **kwargs,
-        )
+        super().__init__(fail_on_statuses=checked_fail_on_statuses(fail_on_statuses, allowed), **kwargs)
         self.thread_id = thread_id
         self.run_id = run_id
         self.stop_on_requires_action = stop_on_requires_action

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Unpack
 
-from airflow_provider_portkey._compat import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException
+
 from airflow_provider_portkey.errors import RunStepUnsuccessfulError
-from airflow_provider_portkey.sensors import base
-from airflow_provider_portkey.sensors.base import PortkeyPollSensor
+from airflow_provider_portkey.sensors.base import PortkeyPollSensor, checked_fail_on_statuses
 from airflow_provider_portkey.statuses import UNSUCCESSFUL_STEP_STATUSES
 
 # Kept out of DAG parsing (see sensors/base.py): the methods that run the wait import what they use.
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
 DEFAULT_FAIL_ON_STATUSES: tuple[str, ...] = ("failed", "cancelled", "expired")
-
-
-def validate_fail_on_statuses(value: Collection[str]) -> tuple[str, ...]:
-    return base.validate_fail_on_statuses(value, [status.value for status in UNSUCCESSFUL_STEP_STATUSES])
 
 
 class RunStepSensor(PortkeyPollSensor):
@@ -53,6 +49,7 @@ class RunStepSensor(PortkeyPollSensor):
     :param deferrable: Wait on the triggerer instead of a worker slot (default: Airflow's
         ``[operators] default_deferrable``).
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
+    :param hook_params: Keyword arguments for the hook: ``max_retries``, ``max_retry_wait``.
     """
 
     template_fields: Sequence[str] = (
@@ -71,20 +68,12 @@ class RunStepSensor(PortkeyPollSensor):
         thread_id: str,
         run_id: str,
         step_id: str,
-        portkey_conn_id: str = "portkey_default",
         include: Sequence[str] | None = None,
         fail_on_statuses: Collection[str] = DEFAULT_FAIL_ON_STATUSES,
-        deferrable: bool | None = None,
-        trace_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            portkey_conn_id=portkey_conn_id,
-            fail_on_statuses=validate_fail_on_statuses(fail_on_statuses),
-            deferrable=deferrable,
-            trace_id=trace_id,
-            **kwargs,
-        )
+        allowed = [status.value for status in UNSUCCESSFUL_STEP_STATUSES]
+        super().__init__(fail_on_statuses=checked_fail_on_statuses(fail_on_statuses, allowed), **kwargs)
         self.thread_id = thread_id
         self.run_id = run_id
         self.step_id = step_id
@@ -113,7 +102,7 @@ class RunStepSensor(PortkeyPollSensor):
         return RunStepUnsuccessfulError(polled.describe())
 
     def make_trigger(self, **common: Unpack[PollOptions]) -> RunStepTrigger:
-        from airflow_provider_portkey.core import validate_include
+        from airflow_provider_portkey.protocol import validate_include
         from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
         return RunStepTrigger(

@@ -11,13 +11,23 @@ import asyncio
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol, TypedDict, Unpack
+from typing import Any, Protocol, TypedDict
 
-from airflow_provider_portkey._compat import BaseTrigger, TriggerEvent
-from airflow_provider_portkey.errors import PortkeyTransientError
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
-from airflow_provider_portkey.polling import poll_interval
-from airflow_provider_portkey.statuses import EVENT_ERROR, EVENT_FAILURE, EVENT_SUCCESS, EVENT_TIMEOUT
+from airflow_provider_portkey.polling import capped_wait, poll_interval
+from airflow_provider_portkey.retries import keeps_waiting
+from airflow_provider_portkey.statuses import (
+    EVENT_ERROR,
+    EVENT_FAILURE,
+    EVENT_SUCCESS,
+    EVENT_TIMEOUT,
+    ends_wait,
+    is_known,
+    unknown_status_warning,
+)
 
 
 class Polled(Protocol):
@@ -32,9 +42,7 @@ class Polled(Protocol):
 
 
 class _RequiredPollOptions(TypedDict):
-    portkey_conn_id: str
     deadline: float
-    poll_interval: float
 
 
 class PollOptions(_RequiredPollOptions, total=False):
@@ -45,6 +53,8 @@ class PollOptions(_RequiredPollOptions, total=False):
     fields; the names are also the serialized kwargs' names.
     """
 
+    portkey_conn_id: str
+    poll_interval: float
     exponential_backoff: bool
     max_wait: float | None
     fail_on_statuses: Sequence[str]
@@ -53,9 +63,8 @@ class PollOptions(_RequiredPollOptions, total=False):
     metadata: Mapping[str, str] | None
     polls_done: int
     min_first_wait: float
-
-
-_POLL_OPTION_NAMES = PollOptions.__required_keys__ | PollOptions.__optional_keys__
+    max_retries: int | None
+    max_retry_wait: float | None
 
 
 class PortkeyPollTrigger(BaseTrigger):
@@ -67,10 +76,17 @@ class PortkeyPollTrigger(BaseTrigger):
     event: ``success`` or ``failure`` (with the object's JSON under :attr:`noun`), ``timeout``
     (with the last status seen) or ``error`` (with the message).
 
-    It polls on poke mode's schedule, never sooner than a ``Retry-After`` the server sent. It owns
+    It polls on poke mode's schedule (with backoff, the jitter differs: see
+    :func:`~airflow_provider_portkey.polling.poll_interval`), never sooner than a ``Retry-After``. It owns
     no connection: requests go through the event loop's shared client, so a cancelled trigger
     leaves nothing open. Requests carry the deferring task's trace id and metadata, so they land
     in the same Portkey trace as the task's own.
+
+    The kwargs are a contract across releases: a trigger serialized by one release is run by the
+    next after an upgrade. So every option has a default (only the ids and the deadline, in the
+    kwargs of every release, are required), and a kwarg this release does not know (one a later
+    release added, or an earlier one had) is logged and ignored rather than failing the wait.
+    ``tests/data/trigger_kwargs`` holds kwargs frozen from earlier releases; the tests run them.
 
     :param portkey_conn_id: Airflow connection of type ``portkey``.
     :param deadline: Epoch seconds after which the wait ends with a ``timeout`` event.
@@ -85,30 +101,51 @@ class PortkeyPollTrigger(BaseTrigger):
         the interval poke mode would wait before its own first poll (instead of asking again at
         once) and continues the backoff from there.
     :param min_first_wait: A ``Retry-After`` the sensor's last check got: the floor of that wait.
+    :param max_retries: The task's ``hook_params`` ``max_retries`` (``None``: the connection's).
+    :param max_retry_wait: The task's ``hook_params`` ``max_retry_wait`` (``None``: the connection's).
     """
 
     #: How log lines name what is waited on ("step", "run"); also the key of its JSON in an event.
     noun: str
 
-    def __init__(self, **options: Unpack[PollOptions]) -> None:
+    def __init__(
+        self,
+        *,
+        deadline: float,
+        portkey_conn_id: str = DEFAULT_CONN_NAME,
+        poll_interval: float = 60.0,
+        exponential_backoff: bool = False,
+        max_wait: float | None = None,
+        fail_on_statuses: Sequence[str] = (),
+        last_status: str | None = None,
+        trace_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        polls_done: int = 0,
+        min_first_wait: float = 0.0,
+        max_retries: int | None = None,
+        max_retry_wait: float | None = None,
+        **unknown: Any,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
-        # **options accepts any name at run time: keep the TypeError an explicit signature gives.
-        wrong = sorted(options.keys() - _POLL_OPTION_NAMES) or sorted(
-            PollOptions.__required_keys__ - options.keys()
-        )
-        if wrong:
-            raise TypeError(f"{type(self).__name__}() got wrong or missing keyword arguments: {wrong}")
-        self.portkey_conn_id = options["portkey_conn_id"]
-        self.deadline = float(options["deadline"])
-        self.poll_interval = float(options["poll_interval"])
-        self.exponential_backoff = options.get("exponential_backoff", False)
-        self.max_wait = options.get("max_wait")
-        self.fail_on_statuses = list(options.get("fail_on_statuses", ()))
-        self.last_status = options.get("last_status")
-        self.trace_id = options.get("trace_id")
-        self.metadata = dict(options.get("metadata") or {})
-        self.polls_done = int(options.get("polls_done", 0))
-        self.min_first_wait = float(options.get("min_first_wait", 0.0))
+        if unknown:
+            self.log.warning(
+                "%s ignores kwargs it does not know (from another release of the provider?): %s",
+                type(self).__name__,
+                ", ".join(sorted(unknown)),
+            )
+        self.portkey_conn_id = portkey_conn_id
+        self.deadline = float(deadline)
+        self.poll_interval = float(poll_interval)
+        self.exponential_backoff = bool(exponential_backoff)
+        self.max_wait = max_wait
+        self.fail_on_statuses = list(fail_on_statuses)
+        self.last_status = last_status
+        self.trace_id = trace_id
+        self.metadata = dict(metadata or {})
+        self.polls_done = int(polls_done)
+        self.min_first_wait = float(min_first_wait)
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
 
     # -- what a subclass says -------------------------------------------------------------------------
 
@@ -154,6 +191,8 @@ class PortkeyPollTrigger(BaseTrigger):
                 "metadata": dict(self.metadata),
                 "polls_done": self.polls_done,
                 "min_first_wait": self.min_first_wait,
+                "max_retries": self.max_retries,
+                "max_retry_wait": self.max_retry_wait,
             },
         )
 
@@ -163,9 +202,17 @@ class PortkeyPollTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         """Poll until there is an outcome; return the one event payload."""
-        hook = PortkeyAsyncHook(self.portkey_conn_id, trace_id=self.trace_id, metadata=self.metadata)
-        last_status = self.last_status
+        hook = PortkeyAsyncHook(
+            self.portkey_conn_id,
+            max_retries=self.max_retries,
+            max_retry_wait=self.max_retry_wait,
+            trace_id=self.trace_id,
+            metadata=self.metadata,
+            deadline=self.deadline,
+        )
+        last_status, last_error = self.last_status, None
         poll = self.polls_done
+        unknown_seen: set[str] = set()
         if poll:
             # Past the deadline (a triggerer that was down) this does not wait: one last poll
             # still lets an object that finished meanwhile win over the timeout.
@@ -175,16 +222,21 @@ class PortkeyPollTrigger(BaseTrigger):
             retry_after = 0.0
             try:
                 polled = await self.fetch(hook)
-            except PortkeyTransientError as error:
+            except Exception as error:
+                # Not a first look: the sensor looked (and reached the server) before deferring.
+                if not keeps_waiting(error, first_look=False):
+                    return {"status": EVENT_ERROR, "message": str(error)}
                 self.log.warning(
                     "Still waiting on %s %s after a transient error: %s", self.noun, self.target_id(), error
                 )
                 retry_after = error.retry_after or 0.0
-            except Exception as error:
-                return {"status": EVENT_ERROR, "message": str(error)}
+                last_error = str(error)
             else:
-                last_status = str(polled.status.value)
-                if self.is_done(polled):
+                last_status, last_error = str(polled.status), None
+                if not is_known(polled.status) and last_status not in unknown_seen:
+                    unknown_seen.add(last_status)
+                    self.log.warning(unknown_status_warning(self.noun, self.target_id(), last_status))
+                if ends_wait(self.is_done(polled), last_status, self.fail_on_statuses):
                     failed = last_status in self.fail_on_statuses
                     return {
                         "status": EVENT_FAILURE if failed else EVENT_SUCCESS,
@@ -193,7 +245,7 @@ class PortkeyPollTrigger(BaseTrigger):
                     }
                 self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), last_status)
             if not await self._sleep(poll, retry_after):
-                return self._timeout_event(last_status)
+                return self._timeout_event(last_status, last_error)
 
     async def _sleep(self, poll: int, retry_after: float) -> bool:
         """Wait before poll number ``poll + 1``; ``False`` (without waiting) once the deadline has passed."""
@@ -208,13 +260,15 @@ class PortkeyPollTrigger(BaseTrigger):
             max_wait=self.max_wait,
         )
         # Sleep at most until the deadline, then poll once more: an object that finished meanwhile wins.
-        await asyncio.sleep(min(max(interval, retry_after), remaining))
+        await asyncio.sleep(capped_wait(interval, retry_after, remaining))
         return True
 
-    def _timeout_event(self, last_status: str | None) -> dict[str, Any]:
+    def _timeout_event(self, last_status: str | None, last_error: str | None) -> dict[str, Any]:
+        error = f"; last error: {last_error}" if last_error else ""
         return {
             "status": EVENT_TIMEOUT,
             "message": f"{self.subject()} reached no terminal status before the deadline; "
-            f"last status seen: {last_status}",
+            f"last status seen: {last_status}{error}",
             "last_status": last_status,
+            "last_error": last_error,
         }

@@ -57,12 +57,12 @@ def test_hook_creates_polls_lists_and_deletes_a_background_response(
     }
     with PortkeyHook() as hook:
         created = hook.create_response(body)
-        assert (created.status.value, created.metadata) == ("queued", {"source": "e2e"})
-        seen = [created.status.value]
+        assert (str(created.status), created.metadata) == ("queued", {"source": "e2e"})
+        seen = [str(created.status)]
         response = created
         while not response.is_terminal:
             response = hook.get_response(created.id)
-            seen.append(response.status.value)
+            seen.append(str(response.status))
             assert len(seen) < 10, seen
         items = hook.list_response_input_items(created.id)
         deleted = hook.delete_response(created.id)
@@ -90,10 +90,10 @@ def test_hook_cancels_a_background_response_through_the_gateways_proxy(
 ) -> None:
     with PortkeyHook() as hook:
         created = hook.create_response({"model": MODEL_SLOW, "input": "Take your time."})
-        assert hook.get_response(created.id).status.value == "in_progress"
+        assert str(hook.get_response(created.id).status) == "in_progress"
         cancelled = hook.cancel_response(created.id)
         after = hook.get_response(created.id)
-    assert (cancelled.status.value, after.status.value) == ("cancelled", "cancelled")
+    assert (str(cancelled.status), str(after.status)) == ("cancelled", "cancelled")
     assert forwarded[-2].request.path == f"/v1/responses/{created.id}/cancel"
     assert upstream.state.responses.created == 1
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from airflow.providers.common.compat.sdk import Context, TaskDeferred
 
-from airflow_provider_portkey._compat import Context, TaskDeferred
 from airflow_provider_portkey.emulator import (
     SEED_RUN_ID,
     SEED_STEP_IDS,

@@ -329,7 +329,7 @@ def test_run_endpoints_check_portkey_auth_first(server: EmulatorServer, bare_cli
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/threads/runs"), ("DELETE", "/threads/t/runs/r"), ("GET", "/threads/t/runs/r/cancel")],
+    [("PUT", "/threads/runs"), ("DELETE", "/threads/t/runs/r"), ("GET", "/threads/t/runs/r/cancel")],
 )
 def test_wrong_method_or_path_is_404_invalid_url(client: httpx.Client, method: str, path: str) -> None:
     response = client.request(method, path)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,9 +96,26 @@ def test_wait_and_branch_polls_by_default(dagbag: DagBag) -> None:
     assert sensor.fail_on_statuses == ()
 
 
-def test_wait_and_branch_defers_when_airflow_defaults_to_deferrable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
-    assert _branch_sensor(_dagbag()).deferrable is True
+@pytest.mark.parametrize("switch", ["True", "False"])
+def test_wait_and_branch_follows_airflows_default_deferrable(tmp_path: Path, switch: str) -> None:
+    """Read, as in Airflow's providers, when the provider module loads: a fresh DAG processor's parse."""
+    code = (
+        "from tests.support.airflow_compat import dag_bag\n"
+        f"bag = dag_bag({str(DAGS_FOLDER)!r}, safe_mode=False)\n"
+        "print(bag.dags['portkey_wait_and_branch'].get_task('wait_for_step').deferrable)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=switch)
+    done = subprocess.run(  # noqa: S603 - this interpreter, our own code
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=DAGS_FOLDER.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == switch
 
 
 def test_mapped_steps_maps_deferrable_sensors_over_the_upstream_ids(dagbag: DagBag) -> None:

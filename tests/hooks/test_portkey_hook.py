@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_portkey.core import FILE_SEARCH_CONTENT
 from airflow_provider_portkey.emulator import (
     STEP_COMPLETES,
     STEP_INSTANT,
@@ -26,6 +25,8 @@ from airflow_provider_portkey.errors import (
     PortkeyConfigurationError,
     PortkeyConnectionError,
     PortkeyError,
+    PortkeyGuardrailError,
+    PortkeyLimitExhaustedError,
     PortkeyNotFoundError,
     PortkeyRateLimitError,
     PortkeyRedirectError,
@@ -41,6 +42,7 @@ from airflow_provider_portkey.models import (
     RunStepStatus,
     ToolCallsDetails,
 )
+from airflow_provider_portkey.protocol import FILE_SEARCH_CONTENT
 from tests.conftest import PortkeyConnection
 from tests.hooks.support import R, T, use_connection
 from tests.support.airflow_compat import AirflowException, redact
@@ -450,9 +452,9 @@ def test_unusable_or_past_retry_after_falls_back_to_backoff(
         (403, PortkeyAuthError),
         (404, PortkeyNotFoundError),
         (409, PortkeyClientError),
-        (412, PortkeyClientError),
+        (412, PortkeyLimitExhaustedError),
         (422, PortkeyClientError),
-        (446, PortkeyClientError),
+        (446, PortkeyGuardrailError),
     ],
 )
 def test_client_errors_fail_at_once_without_retry(
@@ -516,7 +518,8 @@ def test_upstream_error_shape_message_and_code_are_quoted(
     with pytest.raises(PortkeyClientError) as caught:
         hook.get_run_step(T, R, STEP_INSTANT)
     message = str(caught.value)
-    assert "API said: Rate limit reached for requests (rate_limit_exceeded)" in message
+    assert "API said: Rate limit reached for requests; code rate_limit_exceeded, type requests" in message
+    assert (caught.value.code, caught.value.error_type) == ("rate_limit_exceeded", "requests")
     assert "request id req_upstream_1" in message
     assert "Portkey trace id tr_9" in message
     assert "HTTP 422" in message
@@ -529,6 +532,38 @@ def test_gateway_error_shape_message_is_quoted(hook: PortkeyHook, emulator: Emul
         hook.get_run_step(T, R, STEP_INSTANT)
     assert "API said: Budget limit exceeded for this workspace" in str(caught.value)
     assert "HTTP 412" in str(caught.value)
+
+
+def test_a_429_saying_insufficient_quota_fails_at_once_as_a_spent_limit(
+    hook: PortkeyHook, emulator: EmulatorServer, sleeps: list[float]
+) -> None:
+    body = {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota"}}
+    emulator.state.add_fault("status", status=429, body=body, headers={"Retry-After": "1"}, times=5)
+    with pytest.raises(PortkeyLimitExhaustedError, match="quota exhausted: not a rate limit"):
+        hook.get_run_step(T, R, STEP_INSTANT)
+    assert (len(emulator.state.requests), sleeps) == (1, [])
+
+
+def test_a_guardrail_denial_reaches_the_user_with_its_hook_results(
+    hook: PortkeyHook, emulator: EmulatorServer, sleeps: list[float]
+) -> None:
+    hook_results = {
+        "before_request_hooks": [
+            {"id": "pg-block", "verdict": False, "checks": [{"id": "default.contains", "verdict": False}]}
+        ],
+        "after_request_hooks": [],
+    }
+    body = {
+        "error": {"message": "The guardrail checks defined in the config failed.", "type": "hooks_failed"},
+        "hook_results": hook_results,
+    }
+    emulator.state.add_fault("status", status=446, body=body)
+    with pytest.raises(PortkeyGuardrailError) as caught:
+        hook.get_run_step(T, R, STEP_INSTANT)
+    assert caught.value.hook_results == hook_results
+    assert "failed: pg-block (default.contains)" in str(caught.value)
+    assert "type hooks_failed" in str(caught.value)
+    assert sleeps == []
 
 
 def test_refused_api_key_is_an_auth_error_quoting_the_gateway(
@@ -604,7 +639,7 @@ def test_body_that_is_not_json_is_a_bad_response_quoting_an_excerpt(
         ({"object": "thread.run"}, "object"),
         ({"id": None}, "id"),
         ({"status": None}, "status"),
-        ({"status": "paused"}, "status"),
+        ({"status": 3}, "status"),
     ],
 )
 def test_json_that_is_not_a_run_step_is_a_bad_response(

@@ -79,7 +79,7 @@ def test_create_starts_a_background_response_and_get_follows_it_to_its_text(
     emulator: EmulatorServer, kind: str
 ) -> None:
     created: Response = call(kind, "create_response", BODY)
-    assert (created.status.value, created.background) == ("queued", True)
+    assert (str(created.status), created.background) == ("queued", True)
     [sent] = [r for r in emulator.state.requests if r.method == "POST"]
     assert sent.path == "/v1/responses"
     done = until(lambda r: r.is_terminal, lambda: call(kind, "get_response", created.id))
@@ -99,7 +99,7 @@ def test_a_failed_response_is_read_with_its_error(kind: str) -> None:
 @pytest.mark.parametrize("kind", HOOKS)
 def test_cancel_and_delete(kind: str) -> None:
     created = call(kind, "create_response", {**BODY, "model": MODEL_SLOW})
-    assert call(kind, "cancel_response", created.id).status.value == "cancelled"
+    assert str(call(kind, "cancel_response", created.id).status) == "cancelled"
     deleted = call(kind, "delete_response", created.id)
     assert deleted == {"id": created.id, "object": "response", "deleted": True}
     with pytest.raises(PortkeyNotFoundError, match="not found"):
@@ -139,7 +139,7 @@ def test_a_create_refused_with_503_before_any_work_is_retried(
 ) -> None:
     emulator.state.add_fault("status", path_contains="/v1/responses", status=503, times=2)
     created = call(kind, "create_response", BODY)
-    assert created.status.value == "queued"
+    assert str(created.status) == "queued"
     assert emulator.state.responses.created == 1
     assert len(waits) == 2
 

@@ -17,10 +17,12 @@ import pytest_asyncio
 import requests
 import urllib3.exceptions
 
-from airflow_provider_portkey.core import (
+from airflow_provider_portkey.emulator import ASST_DEMO, EmulatorServer
+from airflow_provider_portkey.errors import PortkeyConnectionError, PortkeyRequestError, PortkeyServerError
+from airflow_provider_portkey.hooks.portkey import PortkeyHook
+from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook, close_shared_client
+from airflow_provider_portkey.protocol import (
     ApiRequest,
-    RetryPolicy,
-    blocks_repeat,
     cancel_run_request,
     connection_error,
     create_thread_and_run_request,
@@ -30,10 +32,7 @@ from airflow_provider_portkey.core import (
     run_body,
     submit_tool_outputs_request,
 )
-from airflow_provider_portkey.emulator import ASST_DEMO, EmulatorServer
-from airflow_provider_portkey.errors import PortkeyConnectionError, PortkeyRequestError, PortkeyServerError
-from airflow_provider_portkey.hooks.portkey import PortkeyHook
-from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook, close_shared_client
+from airflow_provider_portkey.retries import RetryPolicy, proves_nothing_done
 from tests.conftest import PortkeyConnection
 from tests.sensors.support import debug_logs, log_text
 
@@ -66,7 +65,7 @@ def create_sync() -> Any:
         return hook.create_thread_and_run(ASST_DEMO)
 
 
-# -- the decision, in the core ---------------------------------------------------------------------------
+# -- the decision, in retries.py ---------------------------------------------------------------------------
 
 
 def test_gets_are_safe_to_repeat_and_every_run_changing_post_is_not() -> None:
@@ -88,11 +87,13 @@ def test_only_429_and_503_prove_the_server_did_nothing(status: int, nothing_done
     post = create_thread_and_run_request(run_body("a"))
     error = error_for_status(post, status, {}, b"")
     assert error.transient
-    assert error.nothing_done is nothing_done
-    assert blocks_repeat(post, error) is not nothing_done
-    assert not blocks_repeat(get_run_request("t", "r"), error)
-    delay = RetryPolicy(max_retries=3, max_wait=10).next_delay(0, error, lambda: 1.0, request=post)
-    assert (delay is not None) is nothing_done
+    assert proves_nothing_done(error) is nothing_done
+    policy = RetryPolicy(max_retries=3, max_wait=10)
+    decision = policy.decide(post, error, 0, rand=lambda: 1.0)
+    assert (decision.delay is not None, decision.kind) == (
+        (True, "retry") if nothing_done else (False, "unsafe")
+    )
+    assert policy.decide(get_run_request("t", "r"), error, 0, rand=lambda: 1.0).delay == 1.0
 
 
 #: Stands in for the urllib3 connection object its exceptions carry (only for their messages).
@@ -142,7 +143,7 @@ def test_only_a_connection_never_established_proves_nothing_was_sent(
     error = make()
     assert never_connected(error) is unsent
     wrapped = connection_error(create_thread_and_run_request(run_body("a")), error)
-    assert wrapped.nothing_done is unsent
+    assert wrapped.never_sent is proves_nothing_done(wrapped) is unsent
     assert ("never connected" in str(wrapped)) is unsent
 
 
@@ -164,7 +165,7 @@ def test_post_is_not_retried_after_the_server_acted_and_reset(
     emulator.state.add_fault("reset_after", path_contains=CREATE_PATH)
     with pytest.raises(PortkeyConnectionError) as caught:
         create_sync()
-    assert not caught.value.nothing_done
+    assert not caught.value.never_sent
     assert (creates(emulator), emulator.state.runs_created, sleeps) == (1, 1, [])
     assert "not retried: the server may already have acted on it" in log_text(debug_logs, "warning")
 
@@ -214,7 +215,7 @@ def test_post_is_retried_after_429_or_503_and_creates_one_run(
     emulator.state.add_fault("status", path_contains=CREATE_PATH, status=status, times=2)
     run = create_sync()
     assert (creates(emulator), emulator.state.runs_created, sleeps) == (3, 1, [1.0, 2.0])
-    assert run.status.value == "queued"
+    assert str(run.status) == "queued"
 
 
 def test_post_is_retried_when_the_connection_is_refused(
@@ -223,7 +224,7 @@ def test_post_is_retried_when_the_connection_is_refused(
     use_host(monkeypatch, portkey_conn, f"http://127.0.0.1:{closed_port}", max_retries=2)
     with pytest.raises(PortkeyConnectionError) as caught:
         create_sync()
-    assert caught.value.nothing_done
+    assert caught.value.never_sent
     assert "never connected" in str(caught.value)
     assert len(sleeps) == 2
 
@@ -236,7 +237,7 @@ def test_post_is_retried_after_a_connect_timeout(
     )
     with pytest.raises(PortkeyConnectionError) as caught:
         create_sync()
-    assert caught.value.nothing_done
+    assert caught.value.never_sent
     assert "ConnectTimeout" in str(caught.value)
     assert len(sleeps) == 1
 
@@ -283,7 +284,7 @@ async def test_async_post_is_not_retried_after_the_server_acted_and_reset(
     emulator.state.add_fault("reset_after", path_contains=CREATE_PATH)
     with pytest.raises(PortkeyConnectionError) as caught:
         await create_async()
-    assert not caught.value.nothing_done
+    assert not caught.value.never_sent
     assert (creates(emulator), emulator.state.runs_created, async_sleeps) == (1, 1, [])
 
 
@@ -306,7 +307,7 @@ async def test_async_post_is_retried_when_the_connection_is_refused(
     use_host(monkeypatch, portkey_conn, f"http://127.0.0.1:{closed_port}", max_retries=2, max_retry_wait=0)
     with pytest.raises(PortkeyConnectionError) as caught:
         await create_async()
-    assert caught.value.nothing_done
+    assert caught.value.never_sent
     assert len(async_sleeps) == 2
 
 

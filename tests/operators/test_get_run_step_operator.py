@@ -104,7 +104,7 @@ def test_a_none_id_fails_naming_the_parameter_before_any_request(emulator: Emula
     task_ = operator()
     task_.step_id = None  # type: ignore[assignment]
 
-    with pytest.raises(InvalidIdError, match="step_id must be"):
+    with pytest.raises(InvalidIdError, match="step_id is None, not an API id"):
         task_.execute(make_context())
 
     assert emulator.state.request_count == 0

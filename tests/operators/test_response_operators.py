@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 from airflow.sdk import DAG, task
 
-from airflow_provider_portkey._compat import AirflowSensorTimeout
 from airflow_provider_portkey.emulator import EmulatorServer
 from airflow_provider_portkey.emulator.background import MODEL_COMPLETES, MODEL_FAILS, MODEL_SLOW
 from airflow_provider_portkey.errors import (
@@ -20,9 +20,9 @@ from airflow_provider_portkey.errors import (
     ResponseUnsuccessfulError,
 )
 from airflow_provider_portkey.operators.response import CreateResponseOperator, GetResponseOperator
-from airflow_provider_portkey.response_status import ResponseRetentionWarning
+from airflow_provider_portkey.sensors.response import ResponseRetentionWarning
 from tests.sensors.dagrun import AirflowRuntime
-from tests.sensors.support import FakeClock, FakeTaskInstance, make_context, run_deferred
+from tests.sensors.support import FakeClock, FakeTaskInstance, log_text, make_context, run_deferred
 
 pytestmark = pytest.mark.usefixtures("portkey_conn")
 
@@ -135,6 +135,20 @@ def test_a_create_whose_answer_was_lost_fails_without_a_second_post(emulator: Em
     with pytest.raises(PortkeyConnectionError):
         create().execute(make_context())
     assert emulator.state.responses.created == 1
+
+
+def test_an_outage_right_after_the_create_is_waited_out_not_taken_for_a_wrong_url(
+    emulator: EmulatorServer, clock: FakeClock, sleeps: list[float], debug_logs: list[Any]
+) -> None:
+    """The create reached the server: a first poll refused is an outage, not a misconfiguration."""
+    clock.on_sleep(lambda count: emulator.stop() if count == 1 else None)
+    body = {**BODY, "model": MODEL_SLOW}
+
+    with pytest.raises(AirflowSensorTimeout, match=r"last error: .*Connection refused"):
+        create(body=body, wait_for_completion=True, poke_interval=10, timeout=30).execute(
+            make_context(FakeTaskInstance())
+        )
+    assert "Could not cancel response" in log_text(debug_logs, "warning")  # the server is still down
 
 
 def test_reschedule_mode_is_refused_when_the_dag_is_parsed() -> None:

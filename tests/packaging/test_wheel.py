@@ -166,7 +166,7 @@ def test_wheel_holds_the_package_py_typed_and_the_entry_point_and_no_tests(dists
         metadata = Parser().parsestr(wheel.read(f"{dist_info}/METADATA").decode())
     top_level = {name.split("/", 1)[0] for name in names}
     assert top_level == {PACKAGE, dist_info}
-    for module in ("__init__.py", "py.typed", "provider_info.py", "_compat.py", "hooks/portkey.py"):
+    for module in ("__init__.py", "py.typed", "provider_info.py", "statuses.py", "hooks/portkey.py"):
         assert f"{PACKAGE}/{module}" in names
     assert not [name for name in names if "/tests/" in name or name.startswith("tests/")]
     assert not [name for name in names if name.endswith((".pyc", ".pyo")) or "__pycache__" in name]
@@ -191,7 +191,7 @@ def test_sdist_holds_readme_pyproject_and_the_package(dists: Dists) -> None:
         names = set(sdist.getnames())
     for path in ("README.md", "pyproject.toml", "PKG-INFO"):
         assert f"{prefix}/{path}" in names
-    for module in ("__init__.py", "py.typed", "provider_info.py", "_compat.py", "hooks/portkey.py"):
+    for module in ("__init__.py", "py.typed", "provider_info.py", "statuses.py", "hooks/portkey.py"):
         assert f"{prefix}/{PACKAGE}/{module}" in names
     assert not [name for name in names if "/node_modules/" in name or "/.venv" in name]
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]

@@ -417,6 +417,7 @@ CLOCK_MODULES = (
     "airflow_provider_portkey.sensors.run_step",
     "airflow_provider_portkey.triggers.run_step",
     "airflow.sdk.bases.sensor",
+    "airflow_provider_portkey.retries",  # the hooks' retry deadline (a sensor's or trigger's own)
 )
 
 

@@ -8,10 +8,10 @@ from email.utils import formatdate
 
 import pytest
 
-from airflow_provider_portkey.core import interpret_response, run_step_request, validate_id
 from airflow_provider_portkey.emulator import EmulatorServer
 from airflow_provider_portkey.errors import InvalidIdError, PortkeyBadResponseError, PortkeyServerError
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
+from airflow_provider_portkey.protocol import interpret_response, run_step_request, validate_id
 from tests.reliability.support import POKE_INTERVAL, R, T, sensor, use_connection
 from tests.sensors.support import FakeClock, make_context
 from tests.support.airflow_compat import AirflowRescheduleException, AirflowSensorTimeout

@@ -14,8 +14,8 @@ import threading
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
-from airflow_provider_portkey._compat import AirflowSensorTimeout
 from airflow_provider_portkey.emulator import EmulatorServer
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.triggers.run_step import RunStepTrigger

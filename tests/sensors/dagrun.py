@@ -10,22 +10,17 @@ switched at runtime, and only for the tests that use the ``airflow`` fixture.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
-from airflow.sdk.definitions import dag as dag_module
 
-from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from tests.support.airflow_compat import DagBag, reschedule_dates_validated, sync_bag_to_db
 
 _runtime: AirflowRuntime | None = None
-#: What ``dag.test()`` runs a deferred task's trigger with; ``_run_inline_trigger`` wraps it.
-_airflow_run_inline_trigger: Any = dag_module._run_inline_trigger
 
 
 @dataclass
@@ -100,10 +95,7 @@ class AirflowRuntime:
         bag = DagBag(dag_folder=str(self.dags_folder), collect_dags=False)
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
-        with (
-            mock.patch.object(dag_module, "_run_inline_trigger", _run_inline_trigger),
-            reschedule_dates_validated(),
-        ):
+        with reschedule_dates_validated():
             dag_run = dag.test(**kwargs)
         with create_session() as session:
             tis = dag_run.get_task_instances(session=session)
@@ -120,28 +112,6 @@ class AirflowRuntime:
                 xcoms=xcoms,
                 rendered={row.task_id: dict(row.rendered_fields) for row in rendered},
             )
-
-
-def _run_inline_trigger(trigger: Any, *args: Any) -> Any:
-    """
-    Airflow's inline trigger run, but closing the loop's shared HTTP client before the loop ends.
-
-    ``dag.test()`` gives every deferral a fresh ``asyncio.run`` loop; the shared client of a
-    finished loop would otherwise be left for the garbage collector (a ResourceWarning). Airflow's
-    own function runs the trigger (its signature differs between releases: 3.0 passes the trigger
-    alone, later releases the task instance too, so the arguments are passed through unchanged).
-    """
-    run = trigger.run
-
-    async def run_then_close() -> AsyncIterator[Any]:
-        try:
-            async for event in run():
-                yield event
-        finally:
-            await close_shared_client()
-
-    trigger.run = run_then_close
-    return _airflow_run_inline_trigger(trigger, *args)
 
 
 def airflow_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowRuntime]:

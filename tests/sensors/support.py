@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 import pytest
 import structlog
 import structlog.testing
+from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.sdk import DAG
 
-from airflow_provider_portkey._compat import TaskDeferred
 from airflow_provider_portkey.emulator import SEED_RUN_ID, SEED_THREAD_ID, EmulatorServer
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
@@ -86,6 +86,8 @@ def clock(mocker: Any) -> FakeClock:
         "airflow_provider_portkey.sensors.base",
         "airflow_provider_portkey.triggers.base",
         "airflow.sdk.bases.sensor",
+        # The hooks' retry deadline (a sensor's or trigger's own), checked on the same clock.
+        "airflow_provider_portkey.retries",
     ):
         mocker.patch(f"{module}.time", fake)
     # The hooks keep the real ``time`` module: patch their retry sleeps with the ``sleeps`` fixture.

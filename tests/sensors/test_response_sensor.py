@@ -12,9 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 from airflow.sdk import DAG
 
-from airflow_provider_portkey._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow_provider_portkey.emulator import EmulatorServer
 from airflow_provider_portkey.emulator.background import (
     MODEL_CANCELLED,
@@ -25,13 +29,13 @@ from airflow_provider_portkey.emulator.background import (
 )
 from airflow_provider_portkey.errors import (
     PortkeyConfigurationError,
+    PortkeyError,
     PortkeyNotFoundError,
     ResponseUnsuccessfulError,
 )
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.models_response import Response
-from airflow_provider_portkey.response_status import ResponseRetentionWarning
-from airflow_provider_portkey.sensors.response import ResponseSensor
+from airflow_provider_portkey.sensors.response import ResponseRetentionWarning, ResponseSensor
 from airflow_provider_portkey.triggers.response import ResponseTrigger
 from tests.sensors.dagrun import AirflowRuntime
 from tests.sensors.support import FakeClock, FakeTaskInstance, defer, log_text, make_context, run_deferred
@@ -182,6 +186,69 @@ def test_polls_within_the_retention_do_not_warn(options: dict[str, Any]) -> None
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResponseRetentionWarning)
         sensor(placeholder, "poke", **options)
+
+
+# -- statuses this provider does not know, and the first look -------------------------------------
+
+#: A server's own non-final status (the emulator shows it like any other).
+MODEL_PAUSES = "emulator-pauses"
+UNKNOWN_WARNING = "has status 'paused', which this provider does not know"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unknown_status_is_waited_through_with_one_warning(
+    emulator: EmulatorServer, clock: FakeClock, debug_logs: list[Any], mode: str
+) -> None:
+    emulator.state.responses.add_script(
+        MODEL_PAUSES, statuses=("queued", "in_progress", "paused", "paused", "completed")
+    )
+    response = start(MODEL_PAUSES)
+
+    result = wait(sensor(response, mode), mode)
+
+    assert result["status"] == "completed"
+    assert gets(emulator, response) == 4  # the create answered queued; each GET shows the next status
+    warned = [e for e in debug_logs if e.get("log_level") == "warning" and UNKNOWN_WARNING in str(e["event"])]
+    assert len(warned) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unknown_status_listed_in_fail_on_statuses_ends_the_wait_as_a_failure(
+    emulator: EmulatorServer, clock: FakeClock, mode: str
+) -> None:
+    emulator.state.responses.add_script(
+        MODEL_PAUSES, statuses=("queued", "in_progress", "paused", "completed")
+    )
+    response = start(MODEL_PAUSES)
+
+    with pytest.raises(ResponseUnsuccessfulError, match=f"response {response.id} is paused"):
+        wait(sensor(response, mode, fail_on_statuses=("failed", "paused")), mode)
+    assert gets(emulator, response) == 2
+
+
+def test_a_typo_of_a_response_status_in_fail_on_statuses_is_refused() -> None:
+    placeholder = Response.from_api({"id": "resp_1", "status": "queued"})
+    with pytest.raises(
+        PortkeyConfigurationError, match="'incompete', which looks like a typo of 'incomplete'"
+    ):
+        sensor(placeholder, "poke", fail_on_statuses=("incompete",))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_first_look_that_reaches_no_server_fails_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+    portkey_conn: Any,
+    closed_port: int,
+    clock: FakeClock,
+    sleeps: list[float],
+    mode: str,
+) -> None:
+    placeholder = Response.from_api({"id": "resp_1", "status": "queued"})
+    portkey_conn.set(monkeypatch, host=f"http://127.0.0.1:{closed_port}", max_retries=1)
+
+    with pytest.raises(PortkeyError, match=r"first look, which reached no server.*Connection refused"):
+        sensor(placeholder, mode, timeout=3600).execute(make_context())  # deferrable: before deferring
+    assert clock.sleeps == []
 
 
 # -- run by Airflow: dag.test() in every mode ------------------------------------------------------

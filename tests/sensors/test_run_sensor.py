@@ -12,9 +12,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 from airflow.sdk import DAG
 
-from airflow_provider_portkey._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow_provider_portkey.emulator import (
     ASST_DEMO,
     ASST_FAILS,
@@ -205,6 +209,8 @@ def test_deferral_hands_the_trigger_plain_kwargs_and_the_tasks_trace(
         "metadata": {"dag_id": "agent_dag", "task_id": "wait_for_run", "run_id": ti.run_id},
         "polls_done": 1,
         "min_first_wait": 0.0,
+        "max_retries": None,
+        "max_retry_wait": None,
     }
     assert ti.pushed[PortkeyLogsLink().xcom_key] == "https://app.portkey.ai/logs?trace_id=" + trace.replace(
         "/", "%2F"

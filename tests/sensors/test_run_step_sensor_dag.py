@@ -7,6 +7,7 @@ are on the fake ``clock``; Airflow's own loop sleeps are recorded by ``sleeps``.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_portkey.emulator import SEED_RUN_ID, SEED_THREAD_ID, STEP_COMPLETES, EmulatorServer
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
+from tests.conftest import PortkeyConnection
 from tests.sensors.dagrun import AirflowRuntime
 from tests.sensors.support import FakeClock, log_text
 from tests.support.secrets import assert_no_secret
@@ -158,8 +160,8 @@ def test_a_template_rendering_to_none_fails_naming_the_parameter_before_any_requ
     assert result.task_states["wait"] in ("failed", "up_for_retry")
     assert emulator.state.request_count == 0
     errors = log_text(debug_logs, "error")
-    assert "InvalidIdError: run_id must be a non-empty API id" in errors
-    assert f"got {shown}" in errors
+    assert f"InvalidIdError: run_id is {shown}, not an API id" in errors
+    assert "xcom_pull() from a task that pushed no such XCom" in errors
 
 
 def test_a_failed_step_fails_the_task_once_without_using_its_retries(
@@ -184,6 +186,34 @@ def test_a_failed_step_fails_the_task_once_without_using_its_retries(
     errors = log_text(debug_logs, "error")
     assert "RunStepUnsuccessfulError" in errors
     assert "is failed: server_error: Sorry, something went wrong." in errors
+
+
+def test_a_connection_without_api_key_fails_naming_it_and_nothing_else(
+    airflow: AirflowRuntime,
+    emulator: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    portkey_conn: PortkeyConnection,
+    debug_logs: list[dict[str, Any]],
+) -> None:
+    fields = {**portkey_conn.fields, "password": ""}
+    monkeypatch.setenv("AIRFLOW_CONN_PORTKEY_DEFAULT", json.dumps(fields))
+    with DAG("sensor_no_api_key", schedule=None) as dag:
+        RunStepSensor(
+            task_id="wait",
+            thread_id=SEED_THREAD_ID,
+            run_id=SEED_RUN_ID,
+            step_id=STEP_COMPLETES,
+            **MODES["poke"],
+        )
+
+    result = airflow.run(dag)
+
+    assert result.task_states == {"wait": "failed"}
+    errors = log_text(debug_logs, "error")
+    assert "Airflow connection 'portkey_default': Portkey connection field 'password' is empty" in errors
+    # The "Portkey logs" link was never published: no second error about its missing XCom.
+    assert "XCom not found" not in log_text(debug_logs)
+    assert emulator.state.request_count == 0
 
 
 def test_soft_fail_timeout_skips_the_task_with_the_last_status_seen(

@@ -11,12 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
-from airflow_provider_portkey._compat import (
+from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
 )
+
 from airflow_provider_portkey.emulator import (
     SEED_RUN_ID,
     SEED_THREAD_ID,
@@ -85,6 +85,8 @@ def test_execute_checks_once_then_defers_to_a_trigger_with_plain_kwargs(
         "metadata": {},  # a bare context: no task ids to derive a trace from
         "polls_done": 1,
         "min_first_wait": 0.0,
+        "max_retries": None,
+        "max_retry_wait": None,
     }
     # Airflow's own deferral timeout is only a safety net behind the trigger's deadline.
     assert deferred.timeout is not None
@@ -263,6 +265,44 @@ def test_a_permanent_error_fails_even_with_soft_fail_as_in_poke_mode(
         sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, make_context())
 
     assert not isinstance(raised.value, AirflowSkipException)
+
+
+def test_a_first_look_that_reaches_no_server_fails_before_deferring_naming_the_cause(
+    monkeypatch: pytest.MonkeyPatch,
+    portkey_conn: PortkeyConnection,
+    closed_port: int,
+    clock: FakeClock,
+    sleeps: list[float],
+) -> None:
+    portkey_conn.set(monkeypatch, host=f"http://127.0.0.1:{closed_port}", max_retries=1)
+
+    with pytest.raises(PortkeyError, match="first look, which reached no server") as raised:
+        sensor(timeout=3600).execute(make_context())  # no TaskDeferred: nothing to wait for
+
+    assert "Connection refused" in str(raised.value)
+    assert clock.sleeps == []
+
+
+def test_the_triggers_hook_retries_never_run_past_the_deadline(
+    portkey_conn: PortkeyConnection, emulator: EmulatorServer, clock: FakeClock, no_jitter: None
+) -> None:
+    step_id = stuck(emulator)
+    clock.on_sleep(
+        lambda count: (
+            emulator.state.add_fault("status", path_contains=step_id, status=503, times=1000)
+            if count == 1
+            else None
+        )
+    )
+    started = clock.now
+
+    with pytest.raises(AirflowSensorTimeout, match=r"last status seen: in_progress; last error: .*HTTP 503"):
+        run_deferred(sensor(step_id, poke_interval=5, timeout=10), make_context())
+
+    # The trigger's wait (5), the async hook's backoff 1, 2 until a retry would pass the deadline,
+    # a wait cut to the 2 s left, one look at the deadline: it ends exactly there.
+    assert clock.sleeps == [5, 1, 2, 2]
+    assert clock.now - started == 10
 
 
 def test_deferred_timeout_fails_with_the_last_status_seen(

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from airflow_provider_portkey._compat import (
+from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
 )
+
 from airflow_provider_portkey.emulator import (
     SEED_RUN_ID,
     SEED_THREAD_ID,
@@ -26,6 +26,8 @@ from airflow_provider_portkey.errors import (
     InvalidIdError,
     PortkeyAuthError,
     PortkeyConfigurationError,
+    PortkeyError,
+    PortkeyLimitExhaustedError,
     PortkeyNotFoundError,
     RunStepUnsuccessfulError,
 )
@@ -156,7 +158,7 @@ def test_fail_on_statuses_can_pick_which_statuses_fail(
         sensor("step_fails", fail_on_statuses=["failed"]).execute(make_context())
 
 
-@pytest.mark.parametrize("bad", [("completed",), ("in_progress",), ("failed", "nope")])
+@pytest.mark.parametrize("bad", [("completed",), ("in_progress",), ("failed", "faild")])
 def test_fail_on_statuses_rejects_statuses_that_cannot_mean_failure(bad: tuple[str, ...]) -> None:
     with pytest.raises(PortkeyConfigurationError, match="fail_on_statuses"):
         sensor(fail_on_statuses=bad)
@@ -244,14 +246,142 @@ def test_an_id_that_rendered_badly_fails_naming_the_parameter_before_any_request
     task = sensor()
     task.run_id = rendered
 
-    with pytest.raises(InvalidIdError, match="run_id must be") as raised:
+    with pytest.raises(InvalidIdError, match=r"run_id (must be|is .*, not) an API id") as raised:
         task.execute(make_context())
 
     assert isinstance(raised.value, ValueError)
     assert emulator.state.request_count == 0
 
 
+# -- a wrong URL fails the first look; an outage after it is waited out ---------------------------
+
+
+@pytest.mark.parametrize("soft_fail", [False, True])
+def test_a_first_look_refused_fails_at_once_naming_the_cause_and_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+    portkey_conn: PortkeyConnection,
+    closed_port: int,
+    clock: FakeClock,
+    sleeps: list[float],
+    soft_fail: bool,
+) -> None:
+    portkey_conn.set(monkeypatch, host=f"http://127.0.0.1:{closed_port}", max_retries=2)
+
+    with pytest.raises(PortkeyError) as raised:
+        sensor(timeout=3600, soft_fail=soft_fail).execute(make_context())
+
+    message = str(raised.value)
+    assert "first look, which reached no server" in message
+    assert "Connection refused" in message
+    assert "Airflow connection 'portkey_default'" in message
+    assert len(sleeps) == 2  # the hook's own short retries, then no waiting at all
+    assert clock.sleeps == []
+
+
+def test_a_first_look_over_tls_to_a_plain_http_port_fails_at_once_naming_tls(
+    monkeypatch: pytest.MonkeyPatch,
+    portkey_conn: PortkeyConnection,
+    emulator: EmulatorServer,
+    clock: FakeClock,
+    sleeps: list[float],
+) -> None:
+    portkey_conn.set(monkeypatch, host=f"https://127.0.0.1:{emulator.port}", max_retries=0)
+
+    with pytest.raises(PortkeyError, match=r"first look, which reached no server.*TLS failed"):
+        sensor(timeout=3600).execute(make_context())
+
+    assert clock.sleeps == []
+
+
+def test_an_outage_after_the_first_look_reached_the_server_is_waited_out_until_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+    portkey_conn: PortkeyConnection,
+    emulator: EmulatorServer,
+    clock: FakeClock,
+    sleeps: list[float],
+) -> None:
+    portkey_conn.set(monkeypatch, max_retries=1)
+    clock.on_sleep(lambda count: emulator.stop() if count == 1 else None)  # down after the first look
+
+    with pytest.raises(AirflowSensorTimeout) as raised:
+        sensor(stuck(emulator), poke_interval=10, timeout=30).execute(make_context())
+
+    message = str(raised.value)
+    assert "last status seen: in_progress" in message
+    assert "last error: " in message
+    assert "Connection refused" in message
+    assert clock.sleeps == [10, 10, 10]
+
+
+def test_a_refused_look_after_an_earlier_reschedule_is_waited_out_as_an_outage(
+    monkeypatch: pytest.MonkeyPatch,
+    portkey_conn: PortkeyConnection,
+    closed_port: int,
+    clock: FakeClock,
+    sleeps: list[float],
+) -> None:
+    portkey_conn.set(monkeypatch, host=f"http://127.0.0.1:{closed_port}", max_retries=0)
+    earlier_look = FakeTaskInstance(first_reschedule_date=datetime.now(UTC) - timedelta(seconds=60))
+
+    with pytest.raises(AirflowRescheduleException):  # not the first look of this wait: keep waiting
+        sensor(mode="reschedule", poke_interval=30).execute(make_context(earlier_look))
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (429, {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}),
+        (412, {"status": "failure", "message": "Budget limit exceeded for this workspace"}),
+    ],
+    ids=["429-insufficient-quota", "412-budget"],
+)
+def test_a_spent_quota_or_budget_fails_at_once_instead_of_waiting_until_the_timeout(
+    portkey_conn: PortkeyConnection,
+    emulator: EmulatorServer,
+    clock: FakeClock,
+    sleeps: list[float],
+    status: int,
+    body: dict[str, Any],
+) -> None:
+    emulator.state.add_fault("status", path_contains=STEP_COMPLETES, status=status, body=body, times=100)
+
+    with pytest.raises(PortkeyLimitExhaustedError, match="waiting does not help"):
+        sensor(timeout=3600).execute(make_context())
+
+    assert (step_gets(emulator, STEP_COMPLETES), sleeps, clock.sleeps) == (1, [], [])
+
+
 # -- timeouts ------------------------------------------------------------------------------------
+
+
+def test_a_timeout_shorter_than_the_poke_interval_is_honoured(
+    portkey_conn: PortkeyConnection, emulator: EmulatorServer, clock: FakeClock
+) -> None:
+    with pytest.raises(AirflowSensorTimeout, match="last status seen: in_progress"):
+        sensor(stuck(emulator), poke_interval=30, timeout=5).execute(make_context())
+
+    assert clock.sleeps == [5]  # not a whole poke_interval: the last look comes at the deadline
+    assert step_gets(emulator, "step_stuck") == 2
+
+
+def test_the_hooks_retries_never_run_past_the_sensors_deadline(
+    mocker: Any,
+    portkey_conn: PortkeyConnection,
+    emulator: EmulatorServer,
+    clock: FakeClock,
+    no_jitter: None,
+) -> None:
+    mocker.patch("airflow_provider_portkey.hooks.portkey.time", clock)  # its retry waits are on the clock
+    emulator.state.add_fault("status", path_contains=STEP_COMPLETES, status=503, times=1000)
+    started = clock.now
+
+    with pytest.raises(AirflowSensorTimeout, match=r"last error: .*HTTP 503"):
+        sensor(poke_interval=5, timeout=10).execute(make_context())
+
+    # Hook backoff 1, 2, 2, 2, 2 (max_retry_wait 2), a poke wait cut to the 1 s left, then one look
+    # at the deadline whose retry would come after it: the wait ends exactly at its deadline.
+    assert clock.sleeps == [1, 2, 2, 2, 2, 1]
+    assert clock.now - started == 10
 
 
 def test_timeout_fails_with_the_last_status_seen(
@@ -262,8 +392,8 @@ def test_timeout_fails_with_the_last_status_seen(
 
     assert "last status seen: in_progress" in str(raised.value)
     assert "step_stuck" in str(raised.value)
-    assert clock.sleeps == [10, 10, 10]
-    assert step_gets(emulator, "step_stuck") == 4  # at 0, 10, 20 and 30 s
+    assert clock.sleeps == [10, 10, 5]
+    assert step_gets(emulator, "step_stuck") == 4  # at 0, 10, 20 and 25 s: the last one at the deadline
 
 
 def test_timeout_with_soft_fail_skips_with_the_last_status_seen(

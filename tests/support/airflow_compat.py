@@ -12,9 +12,9 @@ back to where Airflow 3.0 keeps it (so the newest Airflow never touches a deprec
   ``airflow.sdk.execution_time.secrets_masker``;
 - ``import_string``: ``airflow.sdk._shared.module_loading``, else ``airflow.utils.module_loading``;
 - ``serialize``/``deserialize``: ``airflow.sdk.serde``, else ``airflow.serialization.serde``;
-- the exceptions: ``airflow.sdk.exceptions``, else ``airflow.exceptions``, in the same order as
-  ``airflow_provider_portkey._compat``, so a test catches the very class the provider (or the task
-  runner of that release) raises;
+- the exceptions Airflow's own sensor base and task runner raise: ``airflow.sdk.exceptions``, else
+  ``airflow.exceptions``; those the provider raises come from ``airflow.providers.common.compat.sdk``,
+  its own import, so a test catches the very class the provider (or the task runner) raises;
 - ``conf``: ``airflow.sdk``, else ``airflow.configuration``.
 
 Where Airflow's behaviour (not only a path) differs, a helper gives the tests one behaviour:
@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from airflow import __version__ as _airflow_version
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout
 from packaging.version import Version
 
 #: The installed Airflow's version (the pre-release/dev suffix kept, e.g. ``3.0.6``).
@@ -53,12 +54,7 @@ if TYPE_CHECKING:
     from airflow.sdk import conf
     from airflow.sdk._shared.module_loading import import_string
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
-    from airflow.sdk.exceptions import (
-        AirflowException,
-        AirflowRescheduleException,
-        AirflowSensorTimeout,
-        TaskDeferralError,
-    )
+    from airflow.sdk.exceptions import AirflowRescheduleException, TaskDeferralError
     from airflow.sdk.log import redact
     from airflow.sdk.serde import deserialize, serialize
 else:
@@ -97,11 +93,6 @@ else:
         from airflow.sdk._shared.secrets_masker import reset_secrets_masker
     except ImportError:  # Airflow 3.0
         from airflow.sdk.execution_time.secrets_masker import reset_secrets_masker
-
-    try:  # the provider's own import (airflow_provider_portkey._compat), so the classes are its
-        from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
-    except ImportError:  # Airflow 3.0
-        from airflow.exceptions import AirflowException, AirflowSensorTimeout
 
     try:  # raised by Airflow's own sensor base and task runner
         from airflow.sdk.exceptions import AirflowRescheduleException, TaskDeferralError

@@ -1,4 +1,4 @@
-"""The I/O-free core both hooks share: requests, ids, response interpretation and retry decisions."""
+"""The API protocol both hooks share (no I/O): requests, ids, what an answer or a transport failure means."""
 
 from __future__ import annotations
 
@@ -9,10 +9,22 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_portkey.core import (
+from airflow_provider_portkey.errors import (
+    InvalidIdError,
+    PortkeyAuthError,
+    PortkeyBadResponseError,
+    PortkeyClientError,
+    PortkeyConnectionError,
+    PortkeyGuardrailError,
+    PortkeyLimitExhaustedError,
+    PortkeyNotFoundError,
+    PortkeyRateLimitError,
+    PortkeyRedirectError,
+    PortkeyServerError,
+)
+from airflow_provider_portkey.protocol import (
     FILE_SEARCH_CONTENT,
     ApiRequest,
-    RetryPolicy,
     connection_error,
     error_for_status,
     excerpt,
@@ -22,17 +34,6 @@ from airflow_provider_portkey.core import (
     parse_run_step,
     run_step_request,
     validate_id,
-)
-from airflow_provider_portkey.errors import (
-    InvalidIdError,
-    PortkeyAuthError,
-    PortkeyBadResponseError,
-    PortkeyClientError,
-    PortkeyConnectionError,
-    PortkeyNotFoundError,
-    PortkeyRateLimitError,
-    PortkeyRedirectError,
-    PortkeyServerError,
 )
 from tests.support.secrets import API_KEY, PROVIDER_KEY, assert_no_secret
 
@@ -69,6 +70,18 @@ def test_invalid_ids_are_value_errors_naming_the_parameter(value: Any) -> None:
     assert str(caught.value).startswith("run_id ")
 
 
+@pytest.mark.parametrize(("value", "shown"), [(None, "run_id is None,"), ("None", "run_id is 'None',")])
+def test_an_id_that_rendered_to_none_says_an_upstream_xcom_pull_may_have_found_nothing(
+    value: Any, shown: str
+) -> None:
+    with pytest.raises(InvalidIdError) as caught:
+        validate_id("run_id", value)
+    message = str(caught.value)
+    assert message.startswith(shown)
+    assert "xcom_pull" in message
+    assert "letters" not in message  # 'None' is letters: the old message contradicted itself
+
+
 @pytest.mark.parametrize(
     ("status", "error_class", "transient"),
     [
@@ -78,9 +91,9 @@ def test_invalid_ids_are_value_errors_naming_the_parameter(value: Any) -> None:
         (403, PortkeyAuthError, False),
         (404, PortkeyNotFoundError, False),
         (408, PortkeyServerError, True),
-        (412, PortkeyClientError, False),
+        (412, PortkeyLimitExhaustedError, False),
         (429, PortkeyRateLimitError, True),
-        (446, PortkeyClientError, False),
+        (446, PortkeyGuardrailError, False),
         (500, PortkeyServerError, True),
         (501, PortkeyBadResponseError, False),
         (504, PortkeyServerError, True),
@@ -100,7 +113,7 @@ def test_error_message_has_both_api_shapes_and_ids() -> None:
     )
     assert str(error) == (
         "GET /threads/thread_1/runs/run_1/steps/step_1: request refused; HTTP 400; "
-        "API said: Nope (invalid_request_error); request id req_1; Portkey trace id tr_1"
+        "API said: Nope; type invalid_request_error; request id req_1; Portkey trace id tr_1"
     )
     gateway = json.dumps({"status": "failure", "message": "Portkey API Key Not Found"}).encode()
     assert "API said: Portkey API Key Not Found" in str(error_for_status(REQUEST, 401, {}, gateway))
@@ -142,36 +155,90 @@ def test_retry_after_reaches_the_error() -> None:
     assert error_for_status(REQUEST, 503, {"retry-after": "3"}, b"").retry_after == 3.0
 
 
-def test_retry_policy_doubles_with_full_jitter_and_caps() -> None:
-    policy = RetryPolicy(max_retries=6, max_wait=10)
-    transient = error_for_status(REQUEST, 500, {}, b"")
-    assert [policy.next_delay(n, transient, lambda: 1.0) for n in range(6)] == [1, 2, 4, 8, 10, 10]
-    assert [policy.next_delay(n, transient, lambda: 0.5) for n in range(4)] == [0.5, 1, 2, 4]
-    assert policy.next_delay(6, transient, lambda: 1.0) is None
-
-
-def test_retry_policy_honours_and_caps_retry_after() -> None:
-    policy = RetryPolicy(max_retries=3, max_wait=30)
-    assert policy.next_delay(0, error_for_status(REQUEST, 429, {"retry-after": "20"}, b""), lambda: 1.0) == 20
-    assert policy.next_delay(0, error_for_status(REQUEST, 429, {"retry-after": "99"}, b""), lambda: 1.0) == 30
-    # a Retry-After shorter than the backoff never shortens it
-    assert policy.next_delay(2, error_for_status(REQUEST, 429, {"retry-after": "1"}, b""), lambda: 1.0) == 4
-
-
-@pytest.mark.parametrize("status", [301, 400, 401, 404, 412, 422, 446])
-def test_retry_policy_never_retries_permanent_errors(status: int) -> None:
-    assert RetryPolicy(5, 60).next_delay(0, error_for_status(REQUEST, status, {}, b""), lambda: 1.0) is None
-
-
-def test_connection_error_names_the_failure_class_and_base_url_only() -> None:
-    error = connection_error(
-        REQUEST, OSError(f"header x-portkey-api-key: {API_KEY}"), "http://127.0.0.1:9/v1"
+def test_the_apis_code_type_param_and_a_body_excerpt_are_kept_on_the_error() -> None:
+    body = {
+        "error": {"message": "Bad value", "type": "invalid_request_error", "param": "limit", "code": "x1"}
+    }
+    error = error_for_status(REQUEST, 400, {}, json.dumps(body).encode())
+    assert (error.api_message, error.code, error.error_type, error.param) == (
+        "Bad value",
+        "x1",
+        "invalid_request_error",
+        "limit",
     )
+    assert "Bad value" in (error.body or "")
+    assert "API said: Bad value; code x1, type invalid_request_error, param limit" in str(error)
+
+
+@pytest.mark.parametrize("field", ["code", "type"])
+def test_a_429_saying_insufficient_quota_is_a_spent_limit_not_a_rate_limit(field: str) -> None:
+    body = {"error": {"message": "You exceeded your current quota", field: "insufficient_quota"}}
+    error = error_for_status(REQUEST, 429, {"retry-after": "1"}, json.dumps(body).encode())
+    assert isinstance(error, PortkeyLimitExhaustedError)
+    assert not error.transient
+    assert "quota exhausted: not a rate limit" in str(error)
+
+
+def test_a_412_is_a_spent_budget_that_fails_fast() -> None:
+    body = {"status": "failure", "message": "Budget limit exceeded for this workspace"}
+    error = error_for_status(REQUEST, 412, {}, json.dumps(body).encode())
+    assert isinstance(error, PortkeyLimitExhaustedError)
+    assert not error.transient
+    assert "budget exhausted" in str(error)
+
+
+#: A guardrail denial as the Portkey gateway sends it (src/middlewares/hooks: 446, hooks_failed).
+GUARDRAIL_DENIAL = {
+    "error": {
+        "message": "The guardrail checks defined in the config failed. You can find more information "
+        "in the `hook_results` object.",
+        "type": "hooks_failed",
+        "param": None,
+        "code": None,
+    },
+    "hook_results": {
+        "before_request_hooks": [
+            {
+                "id": "pg-pii-1",
+                "verdict": False,
+                "deny": True,
+                "checks": [
+                    {"id": "default.regexMatch", "verdict": True},
+                    {"id": "default.contains", "verdict": False, "data": {"echo": API_KEY}},
+                ],
+            },
+            {"id": "pg-ok", "verdict": True, "checks": []},
+        ],
+        "after_request_hooks": [],
+    },
+}
+
+
+def test_a_guardrail_denial_keeps_hook_results_and_names_the_failed_checks() -> None:
+    error = error_for_status(REQUEST, 446, {}, json.dumps(GUARDRAIL_DENIAL).encode(), secrets=(API_KEY,))
+    assert isinstance(error, PortkeyGuardrailError)
+    assert not error.transient
+    assert error.error_type == "hooks_failed"
+    assert isinstance(error.hook_results, dict)
+    hooks = error.hook_results["before_request_hooks"]
+    assert [hook["id"] for hook in hooks] == ["pg-pii-1", "pg-ok"]
+    assert "guardrail denied the request (failed: pg-pii-1 (default.contains))" in str(error)
+    assert_no_secret(str(error), repr(error.hook_results))
+
+
+def test_connection_error_names_the_cause_by_errno_and_the_base_url_never_the_message() -> None:
+    refused = ConnectionRefusedError(111, f"header x-portkey-api-key: {API_KEY}")
+    wrapped = OSError("All connection attempts failed")
+    wrapped.__cause__ = refused
+    error = connection_error(REQUEST, wrapped, "http://127.0.0.1:9/v1", "portkey_default")
     assert isinstance(error, PortkeyConnectionError)
     assert error.transient
     assert str(error) == (
-        "GET /threads/thread_1/runs/run_1/steps/step_1: no usable answer from http://127.0.0.1:9/v1 (OSError)"
+        "GET /threads/thread_1/runs/run_1/steps/step_1: no usable answer from http://127.0.0.1:9/v1 "
+        "(Airflow connection 'portkey_default'): OSError: Connection refused"
     )
+    assert (error.cause, error.reached_server) == ("Connection refused", False)
+    assert_no_secret(str(error))
 
 
 def test_interpret_response_returns_json_of_a_2xx() -> None:

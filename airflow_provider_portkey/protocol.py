@@ -1,12 +1,11 @@
-"""The request/response core shared by the sync hook and the async trigger.
+"""The API protocol: what to send, and what an answer (or its absence) means.
 
-Plain code with no I/O: it builds requests, validates ids and bodies, interprets responses and
-decides retries. The two transports (``requests`` in the hook, ``httpx`` in the trigger) only move
-bytes, so the two paths cannot drift apart.
-
-Retrying a POST that creates or changes something (a run, a cancel, tool outputs) is only safe
-when the failure proves the server did nothing: otherwise a retry may start a second run. See
-:func:`never_connected`, :attr:`ApiRequest.safe_to_repeat` and :meth:`RetryPolicy.next_delay`.
+Plain code with no I/O, shared by the sync hook and the async trigger: it builds requests,
+validates ids and bodies, turns answers into JSON or the matching error (keeping the API's code,
+type, param and a body excerpt), and describes transport failures by their real cause. The two
+transports (``requests`` in the hook, ``httpx`` in the trigger) only move bytes, so the two paths
+cannot drift apart. Whether to send a failed request again is decided in
+:mod:`airflow_provider_portkey.retries`, from the facts recorded here.
 """
 
 from __future__ import annotations
@@ -14,9 +13,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-import random
+import os
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+import socket
+import ssl
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,14 +33,15 @@ from airflow_provider_portkey.errors import (
     PortkeyClientError,
     PortkeyConfigurationError,
     PortkeyConnectionError,
+    PortkeyGuardrailError,
+    PortkeyLimitExhaustedError,
     PortkeyNotFoundError,
     PortkeyRateLimitError,
     PortkeyRedirectError,
     PortkeyRequestError,
     PortkeyServerError,
-    PortkeyTransientError,
 )
-from airflow_provider_portkey.models import Run, RunStep, RunStepList
+from airflow_provider_portkey.models import Run, RunStep, RunStepList, error_path
 
 _T = TypeVar("_T")
 
@@ -48,28 +50,35 @@ FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content
 INCLUDE_VALUES = frozenset({FILE_SEARCH_CONTENT})
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-#: Statuses that prove the request was refused before anything was done. 429: Portkey and the
-#: upstreams rate limit before processing. 503: Portkey and OpenAI-compatible upstreams answer
-#: "unavailable" (overloaded, in maintenance, no healthy target) before accepting work; an
-#: assumption about the servers, documented in docs/workflows.md. 408, 500, 502 and 504 may come
-#: after the upstream acted (the gateway timed out or lost the answer), so they prove nothing.
-_NOTHING_DONE_STATUSES = frozenset({429, 503})
+#: Answers that may differ if asked again: 408 (Portkey's or the provider's timeout), 429 (rate
+#: limited, unless the code says the quota is spent) and the 5xx a gateway or upstream sends when
+#: it is overloaded or restarting. Every other 4xx is answered the same way again.
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: A 429 with one of these ``error.code``/``error.type`` is a spent quota, not a rate limit.
+_QUOTA_CODES = frozenset({"insufficient_quota"})
 _EXCERPT_CHARS = 200
 _QUOTED_ID_CHARS = 80
 _RESPONSE_ID_CHARS = 100
 
 
+#: What a template that found nothing renders to, and the hint that goes with it.
+_NOTHING_RENDERED = (
+    "a template renders this when it finds nothing, e.g. ti.xcom_pull() from a task that pushed "
+    "no such XCom (check the upstream task id, that it ran first, and the key)"
+)
+
+
 def validate_id(name: str, value: object) -> str:
     """Reject what a template can render to by mistake (``None``, ``""``, ``../runs``) before any request."""
-    if not isinstance(value, str) or not _ID.fullmatch(value) or value == "None":
-        shown = repr(value)
-        if len(shown) > _QUOTED_ID_CHARS:  # a runaway template must not make a megabyte error
-            shown = f"{shown[:_QUOTED_ID_CHARS]}... ({len(shown)} chars)"
-        raise InvalidIdError(
-            f"{name} must be a non-empty API id of letters, digits, '_' or '-' (at most 256), got {shown}"
-        )
-    return value
+    if isinstance(value, str) and _ID.fullmatch(value) and value != "None":
+        return value
+    if value is None or value in ("None", ""):
+        got = "None" if value is None else repr(value)
+        raise InvalidIdError(f"{name} is {got}, not an API id: {_NOTHING_RENDERED}")
+    shown = repr(value)
+    if len(shown) > _QUOTED_ID_CHARS:  # a runaway template must not make a megabyte error
+        shown = f"{shown[:_QUOTED_ID_CHARS]}... ({len(shown)} chars)"
+    raise InvalidIdError(f"{name} must be an API id: 1 to 256 letters, digits, '_' or '-'; got {shown}")
 
 
 def validate_include(include: Collection[str] | None) -> tuple[str, ...]:
@@ -159,8 +168,6 @@ def page_params(
     return params
 
 
-#: Run-creation body fields that take an API id, checked like path ids.
-_RUN_ID_FIELDS = ("assistant_id",)
 #: Upstream limits on ``metadata`` (16 pairs, keys up to 64, values up to 512 characters).
 _METADATA_MAX_PAIRS, _METADATA_KEY_MAX, _METADATA_VALUE_MAX = 16, 64, 512
 
@@ -368,21 +375,41 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _api_message(payload: Any) -> str | None:
-    """The API's own words, from the upstream ``{"error": {...}}`` or the gateway's ``{"message"}``."""
-    if not isinstance(payload, dict):
+@dataclass(frozen=True)
+class ApiErrorDetail:
+    """What an error body says: the upstream's ``{"error": {...}}`` or the gateway's ``{"message"}``."""
+
+    message: str | None = None
+    code: str | None = None
+    type: str | None = None
+    param: str | None = None
+    #: Portkey's guardrail verdicts (a 446 answer), as sent.
+    hook_results: Any = None
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> ApiErrorDetail:
+        if not isinstance(payload, dict):
+            return cls()
+        error = payload.get("error")
+        fields = error if isinstance(error, dict) else {}
+        message = (
+            fields.get("message") or payload.get("message") or (error if isinstance(error, str) else None)
+        )
+        return cls(
+            message=_text_or_none(message),
+            code=_text_or_none(fields.get("code")),
+            type=_text_or_none(fields.get("type")),
+            param=_text_or_none(fields.get("param")),
+            hook_results=payload.get("hook_results"),
+        )
+
+
+def _text_or_none(value: object) -> str | None:
+    """A field of an error body as short text; ``None`` for null or empty."""
+    if value is None or value == "":
         return None
-    error = payload.get("error")
-    if isinstance(error, dict):
-        message = error.get("message")
-        code = error.get("code") or error.get("type")
-        if message and code:
-            return f"{message} ({code})"
-        return str(message or code) if (message or code) else None
-    if isinstance(error, str):
-        return error
-    message = payload.get("message")
-    return str(message) if message else None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."
 
 
 _NOT_JSON: Any = object()
@@ -405,38 +432,91 @@ def response_id(headers: Mapping[str, str], name: str, secrets: Collection[str])
     return value[:_RESPONSE_ID_CHARS]
 
 
+#: At most this many failed guardrail hooks are named in a message (all are in ``hook_results``).
+_GUARDRAILS_NAMED = 5
+
+
+def _failed_guardrails(hook_results: Any) -> str:
+    """``hook_id (check, check)`` for each hook whose verdict was false, for a 446 message."""
+    if not isinstance(hook_results, dict):
+        return "no hook_results in the answer"
+    failed = []
+    for stage in ("before_request_hooks", "after_request_hooks"):
+        hooks = hook_results.get(stage)
+        for hook in hooks if isinstance(hooks, list) else ():
+            if not isinstance(hook, dict) or hook.get("verdict") is not False:
+                continue
+            checks = hook.get("checks")
+            names = [
+                str(check.get("id"))
+                for check in (checks if isinstance(checks, list) else ())
+                if isinstance(check, dict) and check.get("verdict") is False
+            ]
+            failed.append(f"{hook.get('id', '?')}" + (f" ({', '.join(names)})" if names else ""))
+    if not failed:
+        return "see hook_results"
+    more = f" and {len(failed) - _GUARDRAILS_NAMED} more" if len(failed) > _GUARDRAILS_NAMED else ""
+    return "failed: " + "; ".join(failed[:_GUARDRAILS_NAMED]) + more
+
+
+def _redacted_json(value: Any, secrets: Collection[str]) -> Any:
+    """``value`` with every secret replaced, keeping it JSON (keys never reach an exception)."""
+    if value is None or not any(secrets):
+        return value
+    return json.loads(redact(json.dumps(value), secrets))
+
+
 def error_for_status(
     request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes, secrets: Collection[str] = ()
 ) -> PortkeyRequestError:
-    """The exception for a non-2xx answer, with everything a person needs to act on it."""
-    message = _api_message(_decode(body))
+    """
+    The exception for a non-2xx answer, with everything a person needs to act on it.
+
+    Portkey's own statuses (its "Errors" page): 408 timed out (retried), 412 budget exhausted and
+    446 guardrail denied (never retried: asking again gets the same answer), 429 rate limited
+    (retried, unless the body says the quota is spent: OpenAI's ``insufficient_quota``).
+    """
+    detail = ApiErrorDetail.from_payload(_decode(body))
+    message = detail.message
     details: dict[str, Any] = {
         "status": status,
         "api_message": redact(message, secrets) if message else None,
         "request_id": response_id(headers, "x-request-id", secrets),
         "trace_id": response_id(headers, "x-portkey-trace-id", secrets),
+        "code": redact(detail.code, secrets) if detail.code else None,
+        "error_type": redact(detail.type, secrets) if detail.type else None,
+        "param": redact(detail.param, secrets) if detail.param else None,
+        "body": excerpt(body, secrets) if body else None,
     }
     if message is None and body:
-        details["api_message"] = f"body {excerpt(body, secrets)}"
+        details["api_message"] = f"body {details['body']}"
+    retry_after = parse_retry_after(headers.get("retry-after"))
     if 300 <= status < 400:
         location = redact(headers.get("location") or "<none>", secrets)
         return PortkeyRedirectError(
             request.description, what=f"redirect to {location} refused (keys are never sent on)", **details
         )
+    if status == 412 or (status == 429 and {detail.code, detail.type} & _QUOTA_CODES):
+        limit = "budget exhausted" if status == 412 else "quota exhausted"
+        return PortkeyLimitExhaustedError(
+            request.description,
+            what=f"{limit}: not a rate limit, waiting does not help; raise the limit or add credit",
+            **details,
+        )
+    if status == 446:
+        return PortkeyGuardrailError(
+            request.description,
+            what=f"a Portkey guardrail denied the request ({_failed_guardrails(detail.hook_results)})",
+            hook_results=_redacted_json(detail.hook_results, secrets),
+            **details,
+        )
     if status == 429:
-        retry_after = parse_retry_after(headers.get("retry-after"))
         return PortkeyRateLimitError(
             request.description, what="rate limited", retry_after=retry_after, **details
         )
-    if status in _RETRYABLE_STATUSES:
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        return PortkeyServerError(
-            request.description,
-            what="server error or timeout",
-            retry_after=retry_after,
-            nothing_done=status in _NOTHING_DONE_STATUSES,
-            **details,
-        )
+    if status in _TRANSIENT_STATUSES:
+        what = "timed out (Portkey or the provider)" if status == 408 else "server error"
+        return PortkeyServerError(request.description, what=what, retry_after=retry_after, **details)
     if status in (401, 403):
         return PortkeyAuthError(request.description, what="authentication refused", **details)
     if status == 404:
@@ -465,11 +545,11 @@ def interpret_response(
 
 
 @functools.cache
-def _never_connected_types() -> tuple[type[BaseException], ...]:
+def _never_sent_types() -> tuple[type[BaseException], ...]:
     """
     Transport failures raised before a connection existed, so before any byte of the request left:
     refused, unreachable, name not resolved, connect timeout (urllib3 under ``requests``), and
-    httpx's connect errors and pool timeout (no connection became free to send on).
+    httpx's connect errors (TCP or TLS handshake) and pool timeout (no connection became free).
 
     Imported on first failure, not with this module: DAG files import the sensors, which import this.
     """
@@ -484,7 +564,24 @@ def _never_connected_types() -> tuple[type[BaseException], ...]:
         httpx.ConnectError,
         httpx.ConnectTimeout,
         httpx.PoolTimeout,
+        # A certificate is only ever verified in the handshake, before the request is sent.
+        ssl.SSLCertVerificationError,
     )
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps: ``requests`` nests urllib3's errors in ``reason`` and ``args[0]``."""
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        if current.args:
+            pending.append(current.args[0])
 
 
 def never_connected(error: BaseException) -> bool:
@@ -493,40 +590,73 @@ def never_connected(error: BaseException) -> bool:
 
     True only for a connection that was never established. A reset, an aborted or half-read
     answer, a read or write timeout may all come after the server got (and acted on) the request.
-    ``requests`` nests urllib3's error (``ConnectionError(MaxRetryError(reason=...))``), so the
-    causes, ``reason`` attributes and first arguments are followed.
     """
-    seen: set[int] = set()
-    pending: list[object] = [error]
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, _never_connected_types()):
-            return True
-        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        if current.args:
-            pending.append(current.args[0])
-    return False
+    return any(isinstance(current, _never_sent_types()) for current in _chain(error))
+
+
+def _cause(error: BaseException) -> tuple[str, bool]:
+    """
+    The transport's own reason for a failure, and whether it happened before any server answered.
+
+    Built only from OS and TLS error codes and texts ("Connection refused", "Name or service not
+    known", "CERTIFICATE_VERIFY_FAILED"), never from the exception messages, which may quote a URL
+    or header.
+    """
+    import httpx
+    import requests
+    import urllib3.exceptions
+
+    chain = list(_chain(error))
+    for current in chain:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"TLS certificate not accepted: {current.verify_message or current.reason}", True
+    for current in chain:
+        if isinstance(current, ssl.SSLError):
+            return f"TLS failed: {current.reason or 'handshake error'}", True
+        if isinstance(current, socket.gaierror):
+            return f"host name not resolved: {current.strerror or 'unknown host'}", True
+    for current in chain:  # first: urllib3's NewConnectionError is a ConnectTimeoutError too
+        if isinstance(current, OSError) and isinstance(current.errno, int) and current.errno > 0:
+            refused = isinstance(current, ConnectionRefusedError) or never_connected(error)
+            return os.strerror(current.errno), refused
+    for current in chain:
+        if isinstance(
+            current, urllib3.exceptions.ConnectTimeoutError | requests.ConnectTimeout | httpx.ConnectTimeout
+        ):
+            return "connect timed out", True
+        if isinstance(current, httpx.PoolTimeout):
+            return "no free connection in the pool", False
+        if isinstance(
+            current, urllib3.exceptions.ReadTimeoutError | requests.ReadTimeout | httpx.ReadTimeout
+        ):
+            return "read timed out", False
+    return "connection broken or answer cut short", False
 
 
 def connection_error(
-    request: ApiRequest, error: BaseException, base_url: str | None = None
+    request: ApiRequest, error: BaseException, base_url: str | None = None, conn_id: str | None = None
 ) -> PortkeyConnectionError:
     """
-    Wrap a transport failure (refused, reset, timeout) without any request detail but the path.
+    Wrap a transport failure (refused, name not resolved, TLS, reset, timeout) with its real cause.
 
-    Only the exception's class name is used: transport messages may quote header values. The base
-    URL (validated to carry no credentials) is named, because "which server?" is the first question
-    when nothing answers. Whether the request can have reached the server is kept in
-    ``nothing_done`` for the retry decision.
+    The base URL (validated to carry no credentials) and the Airflow connection are named, because
+    "which server?" is the first question when nothing answers. What the failure proves is kept
+    for the retry decision and the sensor's first look: ``never_sent`` and ``reached_server``.
     """
-    reason = type(error).__name__
-    where = f" from {base_url}" if base_url else ""
+    cause, before_any_server = _cause(error)
     unsent = never_connected(error)
-    what = f"no usable answer{where} ({reason}{'; never connected' if unsent else ''})"
-    return PortkeyConnectionError(request.description, what=what, nothing_done=unsent)
+    where = f" from {base_url}" if base_url else ""
+    connection = f" (Airflow connection {conn_id!r})" if conn_id else ""
+    what = f"no usable answer{where}{connection}: {type(error).__name__}: {cause}"
+    if unsent:
+        what += "; never connected"
+    return PortkeyConnectionError(
+        request.description,
+        what=what,
+        cause=cause,
+        never_sent=unsent,
+        reached_server=not (unsent or before_any_server),
+    )
 
 
 def parse_run_step(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> RunStep:
@@ -543,6 +673,21 @@ def parse_run_step_list(request: ApiRequest, payload: Any, secrets: Collection[s
     return _parse(request, payload, secrets, RunStepList.model_validate)
 
 
+def next_page_after(request: ApiRequest, page: RunStepList, after: str | None) -> str | None:
+    """
+    The ``after`` of the page that follows ``page`` (the id of its last item), or ``None`` after the
+    last page, as the official SDK pages every list: until ``has_more`` is false or, from a server
+    that leaves ``has_more`` out, a page comes back empty.
+    """
+    if page.has_more is False or not page.data:
+        return None
+    cursor = page.data[-1].get("id")
+    if not isinstance(cursor, str) or cursor == after:  # the same page again would loop forever
+        what = f"has_more is not false but the cursor stays at {after!r} (is after= ignored?)"
+        raise PortkeyBadResponseError(request.description, what=what)
+    return cursor
+
+
 def _parse(request: ApiRequest, payload: Any, secrets: Collection[str], parse: Callable[[Any], _T]) -> _T:
 
     try:
@@ -551,9 +696,7 @@ def _parse(request: ApiRequest, payload: Any, secrets: Collection[str], parse: C
         return parse(payload)
     except (ValidationError, TypeError) as error:
         problem = (
-            "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()[:3]
-            )
+            "; ".join(f"{error_path(e['loc'])}: {e['msg']}" for e in error.errors()[:3])
             if isinstance(error, ValidationError)
             else str(error)
         )
@@ -561,45 +704,3 @@ def _parse(request: ApiRequest, payload: Any, secrets: Collection[str], parse: C
         raise PortkeyBadResponseError(
             request.description, what=f"unexpected JSON ({problem}): {quoted}"
         ) from None
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, never shorter than a ``Retry-After`` (both capped)."""
-
-    max_retries: int
-    max_wait: float
-    backoff_base: float = 1.0
-
-    def next_delay(
-        self,
-        attempt: int,
-        error: PortkeyRequestError,
-        rand: Callable[[], float] = random.random,
-        *,
-        request: ApiRequest | None = None,
-    ) -> float | None:
-        """
-        Seconds to wait before retry number ``attempt + 1``, or ``None`` when not to retry.
-
-        A ``request`` that is not safe to repeat (a POST that creates or changes something) is
-        retried only after a failure that proves nothing was done (see :func:`blocks_repeat`).
-        """
-        if not isinstance(error, PortkeyTransientError) or attempt >= self.max_retries:
-            return None
-        if request is not None and blocks_repeat(request, error):
-            return None
-        backoff = rand() * min(self.max_wait, self.backoff_base * 2.0**attempt)
-        if error.retry_after is not None:
-            backoff = max(backoff, error.retry_after)
-        return min(self.max_wait, backoff)
-
-
-def blocks_repeat(request: ApiRequest, error: PortkeyRequestError) -> bool:
-    """
-    Whether sending ``request`` again after ``error`` could repeat what the server already did.
-
-    True for a request that is not safe to repeat unless the failure proves nothing was done:
-    a connection never established, 429, or 503 (see ``_NOTHING_DONE_STATUSES``).
-    """
-    return not request.safe_to_repeat and not error.nothing_done
