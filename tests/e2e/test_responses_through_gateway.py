@@ -22,7 +22,7 @@ from airflow_provider_portkey.emulator.background import MODEL_COMPLETES, MODEL_
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.sensors.response import ResponseSensor
 from tests.e2e.test_agent_workflow_through_gateway import Forwarded, _connection, forwarded
-from tests.example_dags.airflow_cli import migrate_template, run_dag, without_mask_secret_requests
+from tests.example_dags.airflow_cli import run_dag, without_mask_secret_requests
 from tests.example_dags.background_response import ANSWERED_STATES
 from tests.example_dags.background_response import DAG_ID as BACKGROUND_DAG_ID
 from tests.sensors.support import FakeClock, FakeTaskInstance, clock, make_context, run_deferred
@@ -116,17 +116,12 @@ def test_the_deferred_sensor_waits_through_the_gateway(
     assert result == {**(upstream.state.responses.retrieve(created.id) or {}), "provider": "openai"}
 
 
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrate_template(tmp_path_factory.mktemp("airflow-template"))
-
-
 def test_the_background_response_dag_creates_waits_and_branches_through_the_gateway(
-    portkey_gateway: PortkeyGateway, template_db: Path, tmp_path: Path, forwarded: list[Forwarded]
+    portkey_gateway: PortkeyGateway, airflow_template_db: Path, tmp_path: Path, forwarded: list[Forwarded]
 ) -> None:
     with EmulatorServer(mode="openai") as upstream:
         result = run_dag(
-            template_db,
+            airflow_template_db,
             tmp_path / "background-response",
             BACKGROUND_DAG_ID,
             connection=_connection(portkey_gateway, upstream),
