@@ -153,3 +153,7 @@ class RunStepUnsuccessfulError(PortkeyError, AirflowFailException):
 
 class RunUnsuccessfulError(PortkeyError, AirflowFailException):
     """The run ended ``failed``, ``cancelled``, ``expired`` or ``incomplete``; a retry cannot change that."""
+
+
+class ResponseUnsuccessfulError(PortkeyError, AirflowFailException):
+    """The response ended ``failed``, ``cancelled`` or ``incomplete``; a retry cannot change that."""

@@ -38,6 +38,7 @@ from airflow_provider_portkey.statuses import TERMINAL_RUN_STATUSES as TERMINAL_
 from airflow_provider_portkey.statuses import TERMINAL_STEP_STATUSES as TERMINAL_STEP_STATUSES
 from airflow_provider_portkey.statuses import UNSUCCESSFUL_RUN_STATUSES as UNSUCCESSFUL_RUN_STATUSES
 from airflow_provider_portkey.statuses import UNSUCCESSFUL_STEP_STATUSES as UNSUCCESSFUL_STEP_STATUSES
+from airflow_provider_portkey.statuses import KnownStatus
 from airflow_provider_portkey.statuses import RunStatus as RunStatus
 from airflow_provider_portkey.statuses import RunStepStatus as RunStepStatus
 
@@ -139,16 +140,16 @@ class _ApiObject(_ApiModel):
 
 
 class _StatusObject(_ApiObject):
-    """An API object with a lifecycle (a run, a run step): what its status says about it."""
+    """An API object with a lifecycle (a run, a run step, a response): what its status says about it."""
 
     # Each subclass declares its own ``status`` field (declared here, pydantic would list it first).
     if TYPE_CHECKING:
-        status: RunStatus | RunStepStatus | str
+        status: KnownStatus | str
 
     @property
-    def known_status(self) -> RunStatus | RunStepStatus | None:
+    def known_status(self) -> KnownStatus | None:
         """The status as this provider knows it, or ``None`` for a status it does not know."""
-        return self.status if isinstance(self.status, RunStatus | RunStepStatus) else None
+        return self.status if isinstance(self.status, KnownStatus) else None
 
     @property
     def is_terminal(self) -> bool:

@@ -146,6 +146,16 @@ def list_run_steps_request(
     before: str | None = None,
     include: Collection[str] | None = None,
 ) -> ApiRequest:
+    params = page_params(limit=limit, order=order, after=after, before=before)
+    params += [("include[]", value) for value in validate_include(include)]
+    path = _path("threads", ("thread_id", thread_id), "runs", ("run_id", run_id), "steps")
+    return ApiRequest("GET", path, tuple(params))
+
+
+def page_params(
+    *, limit: int, order: str, after: str | None = None, before: str | None = None
+) -> list[tuple[str, str]]:
+    """The cursor-pagination query every list endpoint takes (``limit`` 1-100, ``order``, cursors)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
         raise PortkeyConfigurationError(f"limit must be a whole number from 1 to 100, got {limit!r}")
     if order not in ("asc", "desc"):
@@ -155,9 +165,7 @@ def list_run_steps_request(
         params.append(("after", validate_id("after", after)))
     if before is not None:
         params.append(("before", validate_id("before", before)))
-    params += [("include[]", value) for value in validate_include(include)]
-    path = _path("threads", ("thread_id", thread_id), "runs", ("run_id", run_id), "steps")
-    return ApiRequest("GET", path, tuple(params))
+    return params
 
 
 #: Upstream limits on ``metadata`` (16 pairs, keys up to 64, values up to 512 characters).
@@ -663,6 +671,21 @@ def parse_run(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) 
 
 def parse_run_step_list(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> RunStepList:
     return _parse(request, payload, secrets, RunStepList.model_validate)
+
+
+def next_page_after(request: ApiRequest, page: RunStepList, after: str | None) -> str | None:
+    """
+    The ``after`` of the page that follows ``page`` (the id of its last item), or ``None`` after the
+    last page, as the official SDK pages every list: until ``has_more`` is false or, from a server
+    that leaves ``has_more`` out, a page comes back empty.
+    """
+    if page.has_more is False or not page.data:
+        return None
+    cursor = page.data[-1].get("id")
+    if not isinstance(cursor, str) or cursor == after:  # the same page again would loop forever
+        what = f"has_more is not false but the cursor stays at {after!r} (is after= ignored?)"
+        raise PortkeyBadResponseError(request.description, what=what)
+    return cursor
 
 
 def _parse(request: ApiRequest, payload: Any, secrets: Collection[str], parse: Callable[[Any], _T]) -> _T:

@@ -1,6 +1,6 @@
 """Every status the provider knows, with no dependency: what a DAG file needs to validate arguments.
 
-The API's run-step and run statuses (which ones are final, which ones unsuccessful), the rules for
+The run-step, run and response statuses (which ones are final, which ones unsuccessful), the rules for
 statuses it does not know, and the ``status`` of the one event a trigger yields. Importing this
 costs next to nothing, so sensors and operators check their arguments at DAG-parse time without
 loading pydantic, the hooks or the triggers; :mod:`airflow_provider_portkey.models` uses the same
@@ -67,6 +67,34 @@ TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(
 UNSUCCESSFUL_RUN_STATUSES: frozenset[RunStatus] = TERMINAL_RUN_STATUSES - {RunStatus.COMPLETED}
 
 
+class ResponseStatus(StrEnum):
+    """A response's (the Responses API's); ``POST /responses`` with ``background: true`` starts ``queued``."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INCOMPLETE = "incomplete"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the response can no longer change."""
+        return self not in (ResponseStatus.QUEUED, ResponseStatus.IN_PROGRESS)
+
+    @property
+    def succeeded(self) -> bool:
+        return self is ResponseStatus.COMPLETED
+
+
+TERMINAL_RESPONSE_STATUSES: frozenset[ResponseStatus] = frozenset(s for s in ResponseStatus if s.is_terminal)
+UNSUCCESSFUL_RESPONSE_STATUSES: frozenset[ResponseStatus] = TERMINAL_RESPONSE_STATUSES - {
+    ResponseStatus.COMPLETED
+}
+#: Every kind of status the models parse (their ``is_terminal`` and ``succeeded`` mean the same).
+KnownStatus = RunStepStatus | RunStatus | ResponseStatus
+
+
 class _RunState(Protocol):
     """What :func:`run_is_done` reads of a run (a :class:`~airflow_provider_portkey.models.Run`)."""
 
@@ -84,7 +112,7 @@ def run_is_done(run: _RunState, stop_on_requires_action: bool) -> bool:
 
 def is_known(status: object) -> bool:
     """Whether a parsed ``status`` is one this provider knows (the models keep others as strings)."""
-    return isinstance(status, RunStepStatus | RunStatus)
+    return isinstance(status, KnownStatus)
 
 
 def ends_wait(stops: bool, status: str, fail_on_statuses: Collection[str]) -> bool:
@@ -104,9 +132,10 @@ def unknown_status_warning(noun: str, target: str, status: str) -> str:
     )
 
 
-_KNOWN = frozenset(str(status) for status in (*RunStepStatus, *RunStatus))
+_KNOWN = frozenset(str(status) for status in (*RunStepStatus, *RunStatus, *ResponseStatus))
+_UNSUCCESSFUL = (*UNSUCCESSFUL_STEP_STATUSES, *UNSUCCESSFUL_RUN_STATUSES, *UNSUCCESSFUL_RESPONSE_STATUSES)
 #: Known statuses that are never an unsuccessful end (not final, or success): never in fail_on_statuses.
-_NEVER_UNSUCCESSFUL = _KNOWN - {str(s) for s in (*UNSUCCESSFUL_STEP_STATUSES, *UNSUCCESSFUL_RUN_STATUSES)}
+_NEVER_UNSUCCESSFUL = _KNOWN - {str(s) for s in _UNSUCCESSFUL}
 _STATUS_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 #: An unknown status this close (edits) to a known one is taken for a typo (``faild``, ``canceled``).
 _TYPO_DISTANCE = 2

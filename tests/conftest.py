@@ -7,6 +7,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,3 +92,11 @@ def stalled_port() -> Iterator[int]:
         port: int = listener.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port), timeout=5):  # fills the queue
             yield port
+
+
+@pytest.fixture(scope="session")
+def airflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``airflow db migrate`` once per session; each ``airflow dags test`` run gets a copy."""
+    from tests.example_dags.airflow_cli import migrate_template
+
+    return migrate_template(tmp_path_factory.mktemp("airflow-template"))

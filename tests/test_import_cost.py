@@ -35,7 +35,9 @@ phases = {"start": sorted(sys.modules)}
 from airflow_provider_portkey.operators.run import (
     CreateRunOperator, ListRunStepsOperator, SubmitToolOutputsOperator,
 )
+from airflow_provider_portkey.operators.response import CreateResponseOperator, GetResponseOperator
 from airflow_provider_portkey.operators.run_step import GetRunStepOperator
+from airflow_provider_portkey.sensors.response import ResponseSensor
 from airflow_provider_portkey.sensors.run import RunSensor
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 phases["imported"] = sorted(sys.modules)
@@ -49,6 +51,9 @@ with DAG("import_cost", schedule=None):
     CreateRunOperator(task_id="start", assistant_id="asst_x")
     ListRunStepsOperator(task_id="list", statuses="completed", step_types="tool_calls", limit=2, **ids)
     SubmitToolOutputsOperator(task_id="answer", tool_outputs={"call_x": "42"}, **ids)
+    ResponseSensor(task_id="wait_response", response_id="resp_x", deferrable=True)
+    CreateResponseOperator(task_id="ask", body={"model": "m", "input": "x"}, wait_for_completion=True)
+    GetResponseOperator(task_id="look", response_id="resp_x")
 phases["built"] = sorted(sys.modules)
 
 print(json.dumps(phases))
@@ -58,6 +63,8 @@ print(json.dumps(phases))
 _EXECUTE_TIME_ONLY = {
     "airflow_provider_portkey.models": "pydantic models",
     "airflow_provider_portkey.protocol": "request building and response parsing",
+    "airflow_provider_portkey.models_response": "pydantic models",
+    "airflow_provider_portkey.responses_api": "request building and response parsing",
     "airflow_provider_portkey.hooks": "the hooks",
     "airflow_provider_portkey.triggers": "our triggers",
     "airflow.triggers.base": "Airflow's trigger base",

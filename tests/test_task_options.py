@@ -20,12 +20,14 @@ import airflow_provider_portkey
 from airflow_provider_portkey.emulator import SEED_RUN_ID, SEED_THREAD_ID, STEP_INSTANT, EmulatorServer
 from airflow_provider_portkey.errors import PortkeyConfigurationError
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
+from airflow_provider_portkey.operators.response import CreateResponseOperator, GetResponseOperator
 from airflow_provider_portkey.operators.run import (
     CreateRunOperator,
     ListRunStepsOperator,
     SubmitToolOutputsOperator,
 )
 from airflow_provider_portkey.operators.run_step import GetRunStepOperator
+from airflow_provider_portkey.sensors.response import ResponseSensor
 from airflow_provider_portkey.sensors.run import RunSensor
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from airflow_provider_portkey.settings import HOOK_PARAMS
@@ -42,6 +44,9 @@ TASKS: dict[type[Any], dict[str, Any]] = {
     SubmitToolOutputsOperator: {**IDS, "tool_outputs": {"call_x": "42"}},
     RunStepSensor: {**IDS, "step_id": STEP_INSTANT},
     RunSensor: IDS,
+    GetResponseOperator: {"response_id": "resp_x"},
+    CreateResponseOperator: {"body": {"model": "m", "input": "x"}},
+    ResponseSensor: {"response_id": "resp_x"},
 }
 __all__ = ["clock"]  # the fixture
 

@@ -2,8 +2,8 @@
 
 `handle_api` plays hosted Portkey (mode "portkey") or an OpenAI-compatible upstream behind the
 open-source gateway (mode "openai"): the run-step endpoints here, the thread and run endpoints in
-run_api.py, behind the same header checks (and, as Portkey, the gateway's own JSON body parse).
-`handle_control` serves the `/_emulator/` control API;
+run_api.py, the Responses endpoints in response_api.py, behind the same header checks (and, as
+Portkey, the gateway's own JSON body parse). `handle_control` serves the `/_emulator/` control API;
 `fault_response` renders the faults that are only a different response (status, malformed, redirect).
 """
 
@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict
 from typing import Any, Literal
 
-from airflow_provider_portkey.emulator import run_api
+from airflow_provider_portkey.emulator import response_api, run_api
 from airflow_provider_portkey.emulator.lists import list_response, paginate
 from airflow_provider_portkey.emulator.responses import (
     Response,
@@ -76,7 +76,9 @@ def handle_control(state: EmulatorState, request: ReceivedRequest, body: bytes) 
     """The unauthenticated control API other processes use to script the emulator.
 
     POST steps (add_step), POST runs (add_run_script: a script for an assistant id), GET runs
-    (`runs_created` and a summary per run), POST faults (add_fault), GET requests, POST reset.
+    (`runs_created` and a summary per run), POST responses (a response script for a model), GET
+    responses (`responses_created` and a summary per response), POST faults (add_fault), GET
+    requests, POST reset.
     """
     route = (request.method, request.path.removeprefix(CONTROL_PREFIX))
     try:
@@ -91,6 +93,15 @@ def handle_control(state: EmulatorState, request: ReceivedRequest, body: bytes) 
         elif route == ("POST", "faults"):
             state.add_fault(**_json_object(body))
             response = json_response(201, {"ok": True})
+        elif route == ("POST", "responses"):
+            script = _json_object(body)
+            state.responses.add_script(script.pop("model", None), **script)
+            response = json_response(201, {"ok": True})
+        elif route == ("GET", "responses"):
+            summaries = state.responses.summaries
+            response = json_response(
+                200, {"responses_created": state.responses.created, "responses": summaries}
+            )
         elif route == ("GET", "requests"):
             response = json_response(200, {"requests": [asdict(r) for r in state.requests]})
         elif route == ("POST", "reset"):
@@ -111,6 +122,9 @@ def _api(state: EmulatorState, mode: Mode, request: ReceivedRequest, body: bytes
         return denied
     if mode == "portkey" and _unparsable_json_body(request, body):
         return gateway_error(500, "Proxy error: Unexpected end of JSON input")
+    response_route = response_api.match(request.method, request.path)
+    if response_route is not None:
+        return response_api.handle(state, response_route, body, dict(request.query))
     run_route = run_api.match(request.method, request.path)
     if run_route is not None:
         return _check_beta(request.headers) or run_api.handle(state, run_route, body, dict(request.query))

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from airflow_provider_portkey.emulator.background import ResponseStore
 from airflow_provider_portkey.emulator.objects import (
     ASSISTANT_ID,
     DEFAULT_LAST_ERROR,
@@ -253,6 +254,8 @@ class EmulatorState:
         self._seq = 0
         self.request_count = 0
         self.runs_created = 0
+        #: Background responses (the Responses API), on the same clock.
+        self.responses = ResponseStore(lambda: self.clock())
         self.reset()
 
     def reset(self) -> None:
@@ -265,6 +268,7 @@ class EmulatorState:
             self._agents.clear()
             self.request_count = 0
             self.runs_created = 0
+        self.responses.reset()
         if self.seed:
             self._add_seed()
 

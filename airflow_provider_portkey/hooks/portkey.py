@@ -12,12 +12,12 @@ import requests
 from airflow.providers.common.compat.sdk import mask_secret
 
 from airflow_provider_portkey.errors import (
-    PortkeyBadResponseError,
     PortkeyNotFoundError,
     PortkeyRequestError,
 )
 from airflow_provider_portkey.hooks.base import PortkeyBaseHook
 from airflow_provider_portkey.models import Run, RunStep
+from airflow_provider_portkey.models_response import Response
 from airflow_provider_portkey.protocol import (
     ApiRequest,
     cancel_run_request,
@@ -27,6 +27,7 @@ from airflow_provider_portkey.protocol import (
     get_run_request,
     interpret_response,
     list_run_steps_request,
+    next_page_after,
     parse_run,
     parse_run_step,
     parse_run_step_list,
@@ -35,6 +36,17 @@ from airflow_provider_portkey.protocol import (
     submit_tool_outputs_request,
 )
 from airflow_provider_portkey.provider_info import UI_FIELD_BEHAVIOUR, conn_fields
+from airflow_provider_portkey.responses_api import (
+    cancel_response_request,
+    create_response_request,
+    delete_response_request,
+    get_response_request,
+    list_input_items_request,
+    parse_deletion,
+    parse_item_list,
+    parse_response,
+    response_body,
+)
 from airflow_provider_portkey.settings import PortkeySettings
 
 
@@ -228,13 +240,9 @@ class PortkeyHook(PortkeyBaseHook):
             )
             page = parse_run_step_list(api_request, self.request(api_request), self.settings.secrets)
             steps += [parse_run_step(api_request, item, self.settings.secrets) for item in page.data]
-            if page.has_more is False or not page.data:
+            after = next_page_after(api_request, page, after)
+            if after is None:
                 return steps
-            cursor = steps[-1].id
-            if cursor == after:  # the same page again would loop forever
-                what = f"has_more is not false but the cursor stays at {after!r} (is after= ignored?)"
-                raise PortkeyBadResponseError(api_request.description, what=what)
-            after = cursor
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -258,3 +266,46 @@ class PortkeyHook(PortkeyBaseHook):
         except Exception as error:
             return False, str(error)
         return True, f"Connected to {base_url}."
+
+    # -- the Responses API (airflow_provider_portkey.responses_api) ----------------------------------
+
+    def _response(self, api_request: ApiRequest) -> Response:
+        return parse_response(api_request, self.request(api_request), self.settings.secrets)
+
+    def create_response(self, body: Mapping[str, Any], *, background: bool = True) -> Response:
+        """
+        Start a response (``POST /responses``); with ``background`` it returns at once, ``queued``.
+
+        :param body: The API's fields by their API names (``model``, ``input``, ``instructions``,
+            ``tools``, ``metadata``, ``previous_response_id``...), checked before anything is sent.
+        """
+        return self._response(create_response_request(response_body(body, background=background)))
+
+    def get_response(self, response_id: str, include: Collection[str] | None = None) -> Response:
+        """Retrieve a response (``GET /responses/{response_id}``)."""
+        return self._response(get_response_request(response_id, include))
+
+    def cancel_response(self, response_id: str) -> Response:
+        """Cancel a background response (``POST /responses/{response_id}/cancel``)."""
+        return self._response(cancel_response_request(response_id))
+
+    def delete_response(self, response_id: str) -> dict[str, Any]:
+        """Delete a stored response (``DELETE /responses/{response_id}``); returns the API's answer."""
+
+        api_request = delete_response_request(response_id)
+        return parse_deletion(api_request, self.request(api_request), self.settings.secrets)
+
+    def list_response_input_items(
+        self, response_id: str, *, order: str = "asc", include: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every input item of a response, across pages as :meth:`list_run_steps` reads them, as sent."""
+
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            api_request = list_input_items_request(response_id, order=order, after=after, include=include)
+            page = parse_item_list(api_request, self.request(api_request), self.settings.secrets)
+            items += page.data
+            after = next_page_after(api_request, page, after)
+            if after is None:
+                return items

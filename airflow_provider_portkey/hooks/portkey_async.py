@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import weakref
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +21,27 @@ from airflow_provider_portkey._compat import amask_secret
 from airflow_provider_portkey.errors import PortkeyRequestError
 from airflow_provider_portkey.hooks.base import PortkeyBaseHook
 from airflow_provider_portkey.models import Run, RunStep
+from airflow_provider_portkey.models_response import Response
 from airflow_provider_portkey.protocol import (
     ApiRequest,
     connection_error,
     get_run_request,
     interpret_response,
+    next_page_after,
     parse_run,
     parse_run_step,
     run_step_request,
+)
+from airflow_provider_portkey.responses_api import (
+    cancel_response_request,
+    create_response_request,
+    delete_response_request,
+    get_response_request,
+    list_input_items_request,
+    parse_deletion,
+    parse_item_list,
+    parse_response,
+    response_body,
 )
 from airflow_provider_portkey.settings import PortkeySettings
 
@@ -153,3 +166,37 @@ class PortkeyAsyncHook(PortkeyBaseHook):
     async def get_run(self, thread_id: str, run_id: str) -> Run:
         api_request = get_run_request(thread_id, run_id)
         return parse_run(api_request, await self.request(api_request), (await self.get_settings()).secrets)
+
+    # -- the Responses API (airflow_provider_portkey.responses_api) ----------------------------------
+
+    async def _response(self, api_request: ApiRequest) -> Response:
+        payload = await self.request(api_request)
+        return parse_response(api_request, payload, (await self.get_settings()).secrets)
+
+    async def create_response(self, body: Mapping[str, Any], *, background: bool = True) -> Response:
+        return await self._response(create_response_request(response_body(body, background=background)))
+
+    async def get_response(self, response_id: str, include: Collection[str] | None = None) -> Response:
+        return await self._response(get_response_request(response_id, include))
+
+    async def cancel_response(self, response_id: str) -> Response:
+        return await self._response(cancel_response_request(response_id))
+
+    async def delete_response(self, response_id: str) -> dict[str, Any]:
+        api_request = delete_response_request(response_id)
+        payload = await self.request(api_request)
+        return parse_deletion(api_request, payload, (await self.get_settings()).secrets)
+
+    async def list_response_input_items(
+        self, response_id: str, *, order: str = "asc", include: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        secrets = (await self.get_settings()).secrets
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            api_request = list_input_items_request(response_id, order=order, after=after, include=include)
+            page = parse_item_list(api_request, await self.request(api_request), secrets)
+            items += page.data
+            after = next_page_after(api_request, page, after)
+            if after is None:
+                return items

@@ -220,10 +220,10 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         else:
             self._last_status, self._last_error = str(polled.status), None
             if self._ends_wait(polled):
-                return PokeReturnValue(is_done=True, xcom_value=self._finish(polled))
+                return PokeReturnValue(is_done=True, xcom_value=self._finish(polled, context))
             self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), self._last_status)
         if time.time() - self._started_at >= self.timeout:
-            raise self._final(AirflowSensorTimeout(self._timeout_message()))
+            raise self.timed_out()
         return PokeReturnValue(is_done=False)
 
     def _unreachable(self, error: PortkeyRequestError) -> PortkeyError:
@@ -256,6 +256,10 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         remaining = self.timeout - (time.time() - self._started_at)
         return capped_wait(interval, self._retry_after, remaining)
 
+    def timed_out(self) -> AirflowException:
+        """The exception that ends a wait past ``timeout`` (a subclass may clean up first)."""
+        return self._final(AirflowSensorTimeout(self._timeout_message()))
+
     def _timeout_message(self) -> str:
         error = f"; last error: {self._last_error}" if self._last_error else ""
         return (
@@ -278,8 +282,12 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             return AirflowSkipException(f"Skipping due to never_fail: {error}")
         return error
 
-    def _finish(self, polled: Polled) -> dict[str, Any]:
+    def publish(self, context: Context, polled: Polled) -> None:
+        """Push what else a finished object offers downstream (XCom keys besides its JSON); none here."""
+
+    def _finish(self, polled: Polled, context: Context) -> dict[str, Any]:
         """The XCom value of a finished object, or a no-retry failure for a status the user fails on."""
+        self.publish(context, polled)
         if str(polled.status) in self.fail_on_statuses:
             raise self._final(self.unsuccessful(polled))
         self.log.info("Done: %s", polled.describe())
@@ -330,7 +338,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         if event["status"] == EVENT_TIMEOUT:
             self._last_status = event.get("last_status")
             self._last_error = event.get("last_error")
-            raise self._final(AirflowSensorTimeout(self._timeout_message()))
+            raise self.timed_out()
         if event["status"] == EVENT_ERROR:
             error = PortkeyError(f"Waiting on {self.subject()} failed: {event.get('message')}")
             raise self._final(error, soft_fail_applies=False)
@@ -342,4 +350,4 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             raise PortkeyError(
                 f"{name} got a {event['status']!r} event for a {self.noun} that is still {polled.status}"
             )
-        return self._finish(polled)
+        return self._finish(polled, context)

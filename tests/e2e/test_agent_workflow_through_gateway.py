@@ -23,7 +23,7 @@ from airflow_provider_portkey.emulator.app import Mode, Response, handle_api
 from airflow_provider_portkey.emulator.state import EmulatorState, ReceivedRequest
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from tests.example_dags.agent_workflow import DAG_ID, TOOL_PATH_STATES, computed_tool_output
-from tests.example_dags.airflow_cli import migrate_template, run_dag, without_mask_secret_requests
+from tests.example_dags.airflow_cli import run_dag, without_mask_secret_requests
 from tests.support.gateway import PortkeyGateway
 from tests.support.secrets import API_KEY, PROVIDER_KEY, assert_no_secret
 
@@ -161,17 +161,12 @@ def test_hook_cancels_a_run_through_the_gateway(upstream: EmulatorServer, forwar
 # -- the agent-workflow example DAG under Airflow ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrate_template(tmp_path_factory.mktemp("airflow-template"))
-
-
 def test_agent_workflow_dag_answers_its_tool_call_through_the_gateway(
-    portkey_gateway: PortkeyGateway, template_db: Path, tmp_path: Path, forwarded: list[Forwarded]
+    portkey_gateway: PortkeyGateway, airflow_template_db: Path, tmp_path: Path, forwarded: list[Forwarded]
 ) -> None:
     with EmulatorServer(mode="openai") as upstream:
         result = run_dag(
-            template_db,
+            airflow_template_db,
             tmp_path / "agent",
             DAG_ID,
             connection=_connection(portkey_gateway, upstream),

@@ -33,7 +33,6 @@ from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 from tests.example_dags.airflow_cli import (
     DagRunResult,
-    migrate_template,
     run_dag,
     without_mask_secret_requests,
 )
@@ -204,19 +203,14 @@ def test_deferrable_sensor_waits_on_its_trigger_through_the_gateway(
 # -- example DAG 1 under Airflow ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrate_template(tmp_path_factory.mktemp("airflow-template"))
-
-
 def test_example_dag_runs_through_the_gateway_in_poke_and_deferrable_mode(
-    portkey_gateway: PortkeyGateway, template_db: Path, tmp_path: Path
+    portkey_gateway: PortkeyGateway, airflow_template_db: Path, tmp_path: Path
 ) -> None:
     with EmulatorServer(mode="openai") as poke_upstream, EmulatorServer(mode="openai") as deferred_upstream:
 
         def run(upstream: EmulatorServer, deferrable: bool) -> DagRunResult:
             return run_dag(
-                template_db,
+                airflow_template_db,
                 tmp_path / ("deferrable" if deferrable else "poke"),
                 "portkey_wait_and_branch",
                 connection=_connection(portkey_gateway, upstream),

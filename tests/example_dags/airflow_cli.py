@@ -179,6 +179,11 @@ class DagRunResult:
         )
 
 
+def _json_value(stored: Any) -> Any:
+    """An XCom value from SQLite: the JSON column has numeric affinity, so a bare number comes back as one."""
+    return json.loads(stored) if isinstance(stored, str | bytes) else stored
+
+
 def _read_database(database: Path, result: DagRunResult) -> None:
     with closing(sqlite3.connect(database)) as db:
         runs = db.execute("SELECT state FROM dag_run WHERE dag_id = ?", (result.dag_id,)).fetchall()
@@ -192,7 +197,7 @@ def _read_database(database: Path, result: DagRunResult) -> None:
         rows = db.execute(
             "SELECT task_id, map_index, key, value FROM xcom WHERE dag_id = ?", (result.dag_id,)
         )
-        result.xcoms = {(task_id, index, key): json.loads(value) for task_id, index, key, value in rows}
+        result.xcoms = {(task_id, index, key): _json_value(value) for task_id, index, key, value in rows}
         rows = db.execute("SELECT classpath, kwargs FROM trigger ORDER BY id")
         result.triggers = [
             TriggerRow(classpath, stored_trigger_kwargs(json.loads(kwargs))) for classpath, kwargs in rows

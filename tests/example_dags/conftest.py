@@ -1,18 +1,10 @@
-"""Fixtures for the example-DAG tests: one migrated SQLite metadata database, copied per run."""
+"""The example-DAG tests' report of their ``airflow dags test`` timings (the database: tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.example_dags.airflow_cli import DAG_RUN_TIMINGS, migrate_template
-
-
-@pytest.fixture(scope="session")
-def airflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``airflow db migrate`` once per session; each ``airflow dags test`` run gets a copy."""
-    return migrate_template(tmp_path_factory.mktemp("airflow-template"))
+from tests.example_dags.airflow_cli import DAG_RUN_TIMINGS
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

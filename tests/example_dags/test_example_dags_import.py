@@ -20,7 +20,9 @@ from tests.support.airflow_compat import DagBag, dag_bag
 
 #: The DAGs that wait on seeded run steps (ids from params), and the one that drives a whole run.
 STEP_DAG_IDS = {"portkey_wait_and_branch", "portkey_inspect_step", "portkey_mapped_steps"}
-EXAMPLE_DAG_IDS = {*STEP_DAG_IDS, "portkey_agent_workflow"}
+#: The DAGs on background responses (the Responses API).
+RESPONSE_DAG_IDS = {"portkey_background_response", "portkey_response_chain"}
+EXAMPLE_DAG_IDS = {*STEP_DAG_IDS, "portkey_agent_workflow", *RESPONSE_DAG_IDS}
 
 
 def _dagbag() -> DagBag:
@@ -65,8 +67,8 @@ def test_every_example_dag_says_what_it_shows(dagbag: DagBag) -> None:
 
 def test_every_portkey_task_uses_the_default_connection(dagbag: DagBag) -> None:
     tasks = _portkey_tasks(dagbag)
-    # One per step DAG (a mapped task counts once), and six in the agent workflow.
-    assert len(tasks) == 3 + 6
+    # One per step DAG (a mapped task counts once), six in the agent workflow, two per response DAG.
+    assert len(tasks) == 3 + 6 + 2 + 2
     for task in tasks:
         # A mapped operator keeps its constructor arguments in partial_kwargs until it expands.
         kwargs = getattr(task, "partial_kwargs", None) or vars(task)

@@ -35,6 +35,8 @@ from tests.example_dags.airflow_cli import (
     run_dag,
     without_mask_secret_requests,
 )
+from tests.example_dags.background_response import ANSWERED_STATES
+from tests.example_dags.background_response import DAG_ID as BACKGROUND_DAG_ID
 from tests.support.secrets import API_KEY, VIRTUAL_KEY, assert_no_secret
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +45,8 @@ WAIT_AND_BRANCH = "portkey_wait_and_branch"
 INSPECT = "portkey_inspect_step"
 MAPPED = "portkey_mapped_steps"
 TRIGGER = "airflow_provider_portkey.triggers.run_step.RunStepTrigger"
+CHAIN = "portkey_response_chain"
+RESPONSE_TRIGGER = "airflow_provider_portkey.triggers.response.ResponseTrigger"
 ALREADY_FAILED = "step_already_failed"
 RATE_LIMITED_ERROR = {"code": "rate_limit_exceeded", "message": "You exceeded your current quota."}
 
@@ -71,6 +75,10 @@ SCENARIOS: dict[str, Scenario] = {
     "inspect-failed": Scenario(INSPECT, {"step_id": ALREADY_FAILED}, setup=_add_failed_step),
     "mapped-all-complete": Scenario(MAPPED),  # the params' defaults: step_map_1..3
     "mapped-one-cancelled": Scenario(MAPPED, {"step_ids": ["step_map_1", "step_cancelled"]}),
+    "response-completes": Scenario(BACKGROUND_DAG_ID),  # the params' defaults: emulator-completes
+    "response-fails": Scenario(BACKGROUND_DAG_ID, {"model": "emulator-fails"}),
+    "response-incomplete": Scenario(BACKGROUND_DAG_ID, {"model": "emulator-incomplete"}),
+    "response-chain": Scenario(CHAIN),
 }
 
 
@@ -313,6 +321,69 @@ def test_mapped_run_fails_when_one_step_is_cancelled(outcomes: dict[str, Outcome
         "wait_for_step[1]": "failed",
     }
     assert "run step step_cancelled of run run_demo (thread thread_demo) is cancelled" in run.output
+
+
+# -- DAGs 5 and 6: background responses -----------------------------------------------------------------
+
+
+def _response_json(outcome: Outcome, response_id: str) -> dict[str, Any]:
+    """The response as the emulator renders it now (it has ended, so looking changes nothing)."""
+    found = outcome.emulator.state.responses.retrieve(response_id)
+    assert found is not None
+    return found
+
+
+@_parametrize("response-completes")
+def test_a_completed_background_response_is_waited_on_deferred_and_its_text_used(
+    outcomes: dict[str, Outcome], scenario: str
+) -> None:
+    outcome = outcomes[scenario]
+    run = outcome.run
+    assert (run.returncode, run.run_state) == (0, "success"), run.describe()
+    assert run.states() == ANSWERED_STATES
+    response_id = run.xcom("ask", "response_id")
+    assert run.xcom("ask")["status"] == "queued"
+    assert run.xcom("wait_for_response") == _response_json(outcome, response_id)  # exactly as sent
+    assert run.xcom("use_answer") == {
+        "answer": "Emulated answer to: Why is the sky blue?",
+        "total_tokens": 123,
+    }
+    assert run.deferred_tasks == ["wait_for_response"]
+    [trigger] = run.triggers
+    assert (trigger.classpath, trigger.kwargs["response_id"]) == (RESPONSE_TRIGGER, response_id)
+    assert outcome.emulator.state.responses.created == 1
+
+
+@_parametrize("response-fails", "response-incomplete")
+def test_an_unsuccessful_background_response_takes_the_failure_branch_with_why(
+    outcomes: dict[str, Outcome], scenario: str
+) -> None:
+    run = outcomes[scenario].run
+    assert (run.returncode, run.run_state) == (0, "success"), run.describe()
+    assert run.states()["use_answer"] == "skipped"
+    report = run.xcom("report_failure")
+    assert report["status"] == run.xcom("wait_for_response", "status")
+    expected = {
+        "response-fails": {"code": "server_error", "message": "Sorry, something went wrong."},
+        "response-incomplete": {"reason": "max_output_tokens"},
+    }
+    assert report["why"] == expected[scenario]
+
+
+@_parametrize("response-chain")
+def test_the_second_response_continues_the_first_and_the_tokens_add_up(
+    outcomes: dict[str, Outcome], scenario: str
+) -> None:
+    outcome = outcomes[scenario]
+    run = outcome.run
+    assert (run.returncode, run.run_state) == (0, "success"), run.describe()
+    assert run.states() == {"draft": "success", "refine": "success", "total_tokens": "success"}
+    draft, refine = run.xcom("draft"), run.xcom("refine")
+    assert (draft["status"], refine["status"]) == ("completed", "completed")
+    assert refine["previous_response_id"] == draft["id"] == run.xcom("draft", "response_id")
+    assert run.xcom("total_tokens") == draft["usage"]["total_tokens"] + refine["usage"]["total_tokens"]
+    assert run.deferred_tasks == ["draft", "refine"]
+    assert outcome.emulator.state.responses.created == 2
 
 
 # -- every run -------------------------------------------------------------------------------------------

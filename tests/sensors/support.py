@@ -265,7 +265,9 @@ def run_deferred(sensor: Any, context: Any) -> tuple[Any, Deferral]:
     event = deserialize(serialize(payload))
     deferral = Deferral(deferred, trigger, event)
     try:
-        result = resumed.resume_execution(deferred.method_name, {"event": event}, context)
+        # As Airflow does: the kwargs the task deferred with, plus the event.
+        next_kwargs = {**(deferred.kwargs or {}), "event": event}
+        result = resumed.resume_execution(deferred.method_name, next_kwargs, context)
     except Exception as error:
         error.deferral = deferral  # type: ignore[attr-defined]
         raise

@@ -19,6 +19,7 @@ import pytest
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_portkey.emulator import ASST_DEMO, SEED_RUN_ID, SEED_THREAD_ID, EmulatorServer
+from airflow_provider_portkey.emulator.background import MODEL_COMPLETES
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.polling import poll_interval
 from airflow_provider_portkey.provider_info import get_provider_info
@@ -45,13 +46,17 @@ def stored_and_restored(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare(emulator: EmulatorServer, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Put in the emulator what the frozen kwargs wait on: the step, or a run (whose ids are new)."""
+    """Put in the emulator what the frozen kwargs wait on: the step, or a run or response (new ids)."""
     if "step_id" in kwargs:
         assert (kwargs["thread_id"], kwargs["run_id"]) == (SEED_THREAD_ID, SEED_RUN_ID)
         emulator.state.add_step(
             SEED_THREAD_ID, SEED_RUN_ID, kwargs["step_id"], statuses=("in_progress", "completed")
         )
         return kwargs
+    if "response_id" in kwargs:
+        with PortkeyHook() as hook:
+            response = hook.create_response({"model": MODEL_COMPLETES, "input": "frozen"})
+        return {**kwargs, "response_id": response.id}
     with PortkeyHook() as hook:
         run = hook.create_thread_and_run(ASST_DEMO)
     # Only the ids change (the emulator makes new ones); every other kwarg is as it was stored.
@@ -67,7 +72,7 @@ def test_fixtures_cover_every_registered_trigger() -> None:
         for _, cls in inspect.getmembers(module, inspect.isclass)
         if issubclass(cls, BaseTrigger) and cls.__module__ == module.__name__ and not inspect.isabstract(cls)
     }
-    assert len(registered) >= 2
+    assert len(registered) >= 3
     assert {frozen(path)[0] for path in FROZEN} == registered
 
 
@@ -85,7 +90,7 @@ def test_kwargs_frozen_by_an_earlier_release_run_to_their_event(
     assert isinstance(trigger, PortkeyPollTrigger)
     assert payload["status"] == "success", payload
     assert payload[trigger.noun]["status"] == "completed"
-    assert payload[trigger.noun]["id"] == kwargs.get("step_id", kwargs["run_id"])
+    assert payload[trigger.noun]["id"] == trigger.target_id()
     # The stored options are the ones it acts on: the schedule it continues, the task's trace.
     # polls_done=1: it waits before its first poll, as poke mode would before its second.
     assert clock.sleeps[0] == poll_interval(

@@ -1,0 +1,46 @@
+"""The trigger that waits on a background response on the triggerer's event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Unpack
+
+from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
+from airflow_provider_portkey.models_response import Response
+from airflow_provider_portkey.triggers.base import Polled, PollOptions, PortkeyPollTrigger
+
+
+class ResponseTrigger(PortkeyPollTrigger):
+    """
+    Poll a response until it is terminal, the deadline passes, or a permanent error occurs.
+
+    The loop, the event shapes and the kwargs' rules are :class:`PortkeyPollTrigger`'s; success
+    and failure events carry the response JSON under ``response``.
+
+    :param response_id: The response id, ``resp_...``.
+    :param include: ``include[]`` values for the request.
+    """
+
+    noun = "response"
+
+    def __init__(
+        self, *, response_id: str, include: Sequence[str] = (), **options: Unpack[PollOptions]
+    ) -> None:
+        super().__init__(**options)
+        self.response_id = response_id
+        self.include = list(include)
+
+    def target_kwargs(self) -> dict[str, Any]:
+        return {"response_id": self.response_id, "include": list(self.include)}
+
+    def target_path(self) -> tuple[str, ...]:
+        return (self.response_id,)
+
+    def subject(self) -> str:
+        return f"response {self.response_id}"
+
+    async def fetch(self, hook: PortkeyAsyncHook) -> Response:
+        return await hook.get_response(self.response_id, self.include)
+
+    def is_done(self, polled: Polled) -> bool:
+        return isinstance(polled, Response) and polled.is_terminal
