@@ -1,4 +1,4 @@
-"""What ``airflow.providers.common.compat`` does not cover yet: the one version switch of this package.
+"""What ``airflow.providers.common.compat`` does not cover yet: the version switches of this package.
 
 ``amask_secret`` registers a secret for redaction from an event loop (a trigger). Airflow 3.3 has
 it in ``airflow.sdk.log``; 3.0 has only the sync ``mask_secret``, which, called on the triggerer's
@@ -10,6 +10,14 @@ that loop instead, as ``airflow.providers.common.compat.connection`` does on tho
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
+
+#: Whether a sensor may start on the triggerer and end there (``start_from_trigger``). Airflow 3.3
+#: renders templated fields on the triggerer before ``run`` and routes a ``TaskFailedEvent`` through
+#: the task's retries; 3.0 does neither (the kwargs stay unrendered templates, a failure is final),
+#: and 3.1/3.2 disabled starting from the triggerer in the scheduler.
+ZERO_WORKER_WAITS = AIRFLOW_V_3_3_PLUS
 
 if TYPE_CHECKING:
     from airflow.sdk.log import amask_secret
@@ -25,4 +33,4 @@ else:
             await sync_to_async(mask_secret)(secret, name)
 
 
-__all__ = ["amask_secret"]
+__all__ = ["ZERO_WORKER_WAITS", "amask_secret"]

@@ -21,6 +21,7 @@ from airflow_provider_portkey.models import (
     _status,
     _StatusObject,
 )
+from airflow_provider_portkey.statuses import OUTPUT_TEXT_XCOM_KEY, STATUS_XCOM_KEY, USAGE_XCOM_KEY
 from airflow_provider_portkey.statuses import ResponseStatus as ResponseStatus
 
 
@@ -101,6 +102,20 @@ class Response(_StatusObject):
             for part in item.content or []
             if part.get("type") == "output_text" and isinstance(part.get("text"), str)
         )
+
+    def xcoms(self) -> dict[str, Any]:
+        """
+        The XComs pushed besides the JSON, by key: ``status``, ``output_text``, ``usage`` (as sent).
+
+        No ``usage`` key for a response without usage (still running, failed, cancelled): pulling
+        it gives ``None`` all the same, and Airflow 3.0 refuses to store a ``None`` XCom. The one
+        list, whether a worker pushes them or the triggerer ends the task with them.
+        """
+        values: dict[str, Any] = {STATUS_XCOM_KEY: str(self.status), OUTPUT_TEXT_XCOM_KEY: self.output_text}
+        usage = self.to_json().get("usage")
+        if usage is not None:
+            values[USAGE_XCOM_KEY] = usage
+        return values
 
     def describe(self) -> str:
         """One line for logs and failure messages: which response, its status, and why it ended so."""

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
+
+#: Extra time Airflow gives a deferred sensor beyond its own deadline, as a safety net only: the
+#: trigger enforces ``timeout`` itself and reports the last status it saw. A trigger that started
+#: the task (no worker computed its deadline) takes its deadline back from Airflow's trigger timeout.
+DEFERRAL_GRACE = timedelta(minutes=5)
 
 
 def poll_interval(

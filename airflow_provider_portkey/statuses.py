@@ -179,6 +179,11 @@ def _edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+#: XCom keys a Responses task pushes besides the response JSON, for the common case downstream.
+STATUS_XCOM_KEY = "status"
+OUTPUT_TEXT_XCOM_KEY = "output_text"
+USAGE_XCOM_KEY = "usage"
+
 #: The ``status`` of the one event a :class:`~airflow_provider_portkey.triggers.base.PortkeyPollTrigger`
 #: yields.
 EVENT_SUCCESS = "success"
@@ -186,3 +191,20 @@ EVENT_FAILURE = "failure"
 EVENT_TIMEOUT = "timeout"
 EVENT_ERROR = "error"
 EVENT_STATUSES = frozenset({EVENT_SUCCESS, EVENT_FAILURE, EVENT_TIMEOUT, EVENT_ERROR})
+
+
+def timeout_message(timeout: float, subject: str, last_status: str | None, last_error: str | None) -> str:
+    """Why a wait ended at its deadline: the same words whether a worker or the triggerer ends the task."""
+    error = f"; last error: {last_error}" if last_error else ""
+    return (
+        f"Sensor has timed out after {timeout} s waiting on {subject}; last status seen: {last_status}{error}"
+    )
+
+
+def unreachable_message(subject: str, conn_id: str, error: object) -> str:
+    """Why a wait failed at a first look that reached no server (see ``retries.keeps_waiting``)."""
+    return (
+        f"Waiting on {subject} failed at its first look, which reached no server: {error}. "
+        f"Check the host, port and TLS settings of Airflow connection {conn_id!r}; "
+        "once a look has reached the server, such errors are waited out as an outage."
+    )

@@ -37,7 +37,7 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError, PortkeyRequestError
-from airflow_provider_portkey.polling import capped_wait
+from airflow_provider_portkey.polling import DEFERRAL_GRACE, capped_wait
 from airflow_provider_portkey.retries import keeps_waiting
 from airflow_provider_portkey.statuses import (
     EVENT_ERROR,
@@ -46,19 +46,19 @@ from airflow_provider_portkey.statuses import (
     ends_wait,
     fail_on_status_problem,
     is_known,
+    timeout_message,
     unknown_status_warning,
+    unreachable_message,
 )
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
 # Only for type hints: a DAG file that imports a sensor must not load the hooks, the triggers, the
 # pydantic models or the HTTP clients; execution imports them where it needs them.
 if TYPE_CHECKING:
+    from airflow.triggers.base import StartTriggerArgs
+
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
     from airflow_provider_portkey.triggers.base import Polled, PollOptions, PortkeyPollTrigger
-
-#: Extra time Airflow gives a deferred sensor beyond its own deadline, as a safety net only:
-#: the trigger enforces ``timeout`` itself and reports the last status it saw.
-_DEFERRAL_GRACE = timedelta(minutes=5)
 
 
 def checked_fail_on_statuses(value: Collection[str], allowed: Collection[str]) -> tuple[str, ...]:
@@ -92,6 +92,12 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
     :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
     :param hook_params: Keyword arguments for the hook, in every mode: ``max_retries``,
         ``max_retry_wait`` (override the connection's).
+    :param start_from_trigger: With ``deferrable``, on Airflow >= 3.3: wait with no worker at all.
+        The scheduler hands the task to the triggerer (templated fields are rendered there), and
+        the trigger ends it with the same outcome and XComs. Opt-in, because no task code runs on
+        a worker: see :attr:`start_trigger_args` and ``docs/workflows.md`` for what that drops. A
+        mapped task, or one with an ``execution_timeout``, still starts on a worker, and then only
+        ends on the triggerer. Ignored (today's path) on older Airflow.
     """
 
     ui_color = "#e8f1ff"
@@ -106,12 +112,14 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         trace_id: str | None = None,
         hook_params: Mapping[str, Any] | None = None,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
         self.fail_on_statuses = fail_on_statuses
         self.deferrable = deferrable
+        self._set_zero_worker(start_from_trigger)
         self._last_status: str | None = None
         #: The last look's error, for the timeout message (a wait that only saw errors says why).
         self._last_error: str | None = None
@@ -227,11 +235,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         return PokeReturnValue(is_done=False)
 
     def _unreachable(self, error: PortkeyRequestError) -> PortkeyError:
-        return PortkeyError(
-            f"Waiting on {self.subject()} failed at its first look, which reached no server: {error}. "
-            f"Check the host, port and TLS settings of Airflow connection {self.portkey_conn_id!r}; "
-            "once a look has reached the server, such errors are waited out as an outage."
-        )
+        return PortkeyError(unreachable_message(self.subject(), self.portkey_conn_id, error))
 
     def _ends_wait(self, polled: Polled) -> bool:
         """:meth:`is_done`, or a status listed in ``fail_on_statuses``; warns once about an unknown one."""
@@ -261,11 +265,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         return self._final(AirflowSensorTimeout(self._timeout_message()))
 
     def _timeout_message(self) -> str:
-        error = f"; last error: {self._last_error}" if self._last_error else ""
-        return (
-            f"Sensor has timed out after {self.timeout} s waiting on {self.subject()}; "
-            f"last status seen: {self._last_status}{error}"
-        )
+        return timeout_message(self.timeout, self.subject(), self._last_status, self._last_error)
 
     def _final(self, error: AirflowException, *, soft_fail_applies: bool = True) -> AirflowException:
         """
@@ -294,27 +294,19 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         return polled.to_json()
 
     def _defer(self) -> NoReturn:
-        trigger = self.make_trigger(
-            portkey_conn_id=self.portkey_conn_id,
-            deadline=self._started_at + self.timeout,
-            poll_interval=self.poke_interval,
-            exponential_backoff=self.exponential_backoff,
-            max_wait=self.max_wait.total_seconds() if self.max_wait else None,
-            fail_on_statuses=list(self.fail_on_statuses),
-            last_status=self._last_status,
-            # The trigger's requests join this task try's Portkey trace.
-            trace_id=self.task_trace.trace_id,
-            metadata=dict(self.task_trace.metadata),
-            polls_done=self._poke_count,
-            min_first_wait=self._retry_after,
-            # The trigger's hook retries as this task's does.
-            max_retries=self.hook_params.get("max_retries"),
-            max_retry_wait=self.hook_params.get("max_retry_wait"),
-        )
+        options = self._poll_options()
+        options["deadline"] = self._started_at + self.timeout
+        options["last_status"] = self._last_status
+        # The trigger's requests join this task try's Portkey trace.
+        options["trace_id"] = self.task_trace.trace_id
+        options["metadata"] = dict(self.task_trace.metadata)
+        options["polls_done"] = self._poke_count
+        options["min_first_wait"] = self._retry_after
+        trigger = self.make_trigger(**options)
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
         )
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
@@ -351,3 +343,83 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
                 f"{name} got a {event['status']!r} event for a {self.noun} that is still {polled.status}"
             )
         return self._finish(polled, context)
+
+    # -- waiting with no worker (Airflow >= 3.3, opt-in) ----------------------------------------------
+
+    def _set_zero_worker(self, asked: bool) -> None:
+        """
+        Whether the scheduler starts this task on the triggerer, and whether the trigger ends it.
+
+        Starting there needs the deadline back from Airflow's trigger timeout; an
+        ``execution_timeout`` would shorten that, so such a task starts on a worker (and ends on
+        the triggerer all the same).
+        """
+        from airflow_provider_portkey._compat import ZERO_WORKER_WAITS
+
+        self.ends_on_triggerer = bool(asked and self.deferrable and ZERO_WORKER_WAITS)
+        self.start_from_trigger = self.ends_on_triggerer and self.execution_timeout is None
+
+    def _poll_options(self) -> PollOptions:
+        """
+        The trigger kwargs that come from the sensor's options alone, not from a look: its
+        schedule, connection and trace id, its hook's retries, and (when it may) what the trigger
+        needs to end the task itself.
+        """
+        options: PollOptions = {
+            "deadline": None,
+            "portkey_conn_id": self.portkey_conn_id,
+            "poll_interval": self.poke_interval,
+            "exponential_backoff": self.exponential_backoff,
+            "max_wait": self.max_wait.total_seconds() if self.max_wait else None,
+            "fail_on_statuses": list(self.fail_on_statuses),
+            "trace_id": self.trace_id,
+            # The trigger's hook retries as this task's does.
+            "max_retries": self.hook_params.get("max_retries"),
+            "max_retry_wait": self.hook_params.get("max_retry_wait"),
+        }
+        if self.ends_on_triggerer:
+            options["end_task"] = True
+            options["timeout"] = self.timeout
+            options["soft_fail"] = self.soft_fail
+            options["never_fail"] = self.never_fail
+            options["retries"] = self.retries
+        return options
+
+    def _start_trigger_args(self) -> StartTriggerArgs | None:
+        """
+        What the scheduler needs to start this task on the triggerer (``None``: on a worker).
+
+        The kwargs are this sensor's, unrendered: Airflow 3.3 renders the fields both the sensor
+        and the trigger template (ids, ``include``, connection, ``trace_id``) on the triggerer.
+        There is no worker to compute a deadline or a trace id: ``deadline`` is ``None`` and the
+        trigger takes both from the task instance (see ``PortkeyPollTrigger.start_from_trigger``).
+        """
+        if not getattr(self, "start_from_trigger", False):
+            return None
+        from airflow.triggers.base import StartTriggerArgs
+
+        options = self._poll_options()
+        options["start_from_trigger"] = True
+        classpath, kwargs = self.make_trigger(**options).serialize()
+        return StartTriggerArgs(
+            trigger_cls=classpath,
+            trigger_kwargs=kwargs,
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        )
+
+
+class _StartTriggerArgs:
+    """
+    ``start_trigger_args`` computed from the sensor's options when Airflow reads it.
+
+    Read on the class (a mapped task: Airflow 3.3 cannot start those on the triggerer), it is
+    ``None``, so a mapped sensor starts on a worker. A value set on an instance wins.
+    """
+
+    def __get__(self, sensor: PortkeyPollSensor | None, owner: type) -> StartTriggerArgs | None:
+        return None if sensor is None else sensor._start_trigger_args()
+
+
+PortkeyPollSensor.start_trigger_args = _StartTriggerArgs()  # type: ignore[assignment]

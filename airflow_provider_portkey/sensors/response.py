@@ -11,7 +11,12 @@ from airflow.providers.common.compat.sdk import AirflowException, Context
 
 from airflow_provider_portkey.errors import ResponseUnsuccessfulError
 from airflow_provider_portkey.sensors.base import PortkeyPollSensor, checked_fail_on_statuses
-from airflow_provider_portkey.statuses import UNSUCCESSFUL_RESPONSE_STATUSES
+from airflow_provider_portkey.statuses import (
+    OUTPUT_TEXT_XCOM_KEY,
+    STATUS_XCOM_KEY,
+    UNSUCCESSFUL_RESPONSE_STATUSES,
+    USAGE_XCOM_KEY,
+)
 
 # Kept out of DAG parsing (see sensors/base.py): the methods that run the wait import what they use.
 if TYPE_CHECKING:
@@ -20,11 +25,19 @@ if TYPE_CHECKING:
     from airflow_provider_portkey.triggers.base import Polled, PollOptions
     from airflow_provider_portkey.triggers.response import ResponseTrigger
 
+__all__ = [
+    "BACKGROUND_RETENTION",
+    "DEFAULT_RESPONSE_FAIL_ON_STATUSES",
+    "OUTPUT_TEXT_XCOM_KEY",
+    "STATUS_XCOM_KEY",
+    "USAGE_XCOM_KEY",
+    "ResponseRetentionWarning",
+    "ResponseSensor",
+    "push_response_xcoms",
+    "warn_if_polls_outlive_retention",
+]
+
 DEFAULT_RESPONSE_FAIL_ON_STATUSES: tuple[str, ...] = ("failed", "cancelled", "incomplete")
-#: XCom keys pushed besides the response JSON, for the common case downstream.
-STATUS_XCOM_KEY = "status"
-OUTPUT_TEXT_XCOM_KEY = "output_text"
-USAGE_XCOM_KEY = "usage"
 #: How long providers keep a background response for polling after it ends (OpenAI: about ten
 #: minutes). A poll later than that may get 404 instead of the result.
 BACKGROUND_RETENTION = timedelta(minutes=10)
@@ -69,17 +82,10 @@ class _Log(Protocol):
 
 def push_response_xcoms(context: Context, response: Response, log: _Log) -> None:
     """
-    Push ``status``, ``output_text`` and ``usage`` (as sent), and log the token usage.
-
-    A response without usage (still running, failed, cancelled) pushes no ``usage``: pulling it
-    gives ``None`` all the same, and Airflow 3.0 refuses to store a ``None`` XCom.
+    Push ``status``, ``output_text`` and ``usage`` (:meth:`Response.xcoms`), and log the token usage.
     """
-    ti = context["ti"]
-    ti.xcom_push(key=STATUS_XCOM_KEY, value=str(response.status))
-    ti.xcom_push(key=OUTPUT_TEXT_XCOM_KEY, value=response.output_text)
-    usage = response.to_json().get("usage")
-    if usage is not None:
-        ti.xcom_push(key=USAGE_XCOM_KEY, value=usage)
+    for key, value in response.xcoms().items():
+        context["ti"].xcom_push(key=key, value=value)
     if response.usage is not None:
         log.info("Token usage of response %s: %s", response.id, response.usage.describe())
 
@@ -165,8 +171,7 @@ class ResponseSensor(PortkeyPollSensor):
             push_response_xcoms(context, polled, self.log)
 
     def make_trigger(self, **common: Unpack[PollOptions]) -> ResponseTrigger:
-        from airflow_provider_portkey.responses_api import validate_response_include
         from airflow_provider_portkey.triggers.response import ResponseTrigger
 
-        include = list(validate_response_include(self.include))  # a template may render to one string
-        return ResponseTrigger(response_id=self.response_id, include=include, **common)
+        # As given (the hook checks it): unrendered when the task starts on the triggerer.
+        return ResponseTrigger(response_id=self.response_id, include=self.include or (), **common)

@@ -102,14 +102,13 @@ class RunStepSensor(PortkeyPollSensor):
         return RunStepUnsuccessfulError(polled.describe())
 
     def make_trigger(self, **common: Unpack[PollOptions]) -> RunStepTrigger:
-        from airflow_provider_portkey.protocol import validate_include
         from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
         return RunStepTrigger(
             thread_id=self.thread_id,
             run_id=self.run_id,
             step_id=self.step_id,
-            # A templated include can render to one string: never hand its characters on.
-            include=list(validate_include(self.include)),
+            # As given (the hook checks it): unrendered when the task starts on the triggerer.
+            include=self.include or (),
             **common,
         )

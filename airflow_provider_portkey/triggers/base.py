@@ -11,13 +11,14 @@ import asyncio
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol, TypedDict
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
-from airflow_provider_portkey.polling import capped_wait, poll_interval
+from airflow_provider_portkey.polling import DEFERRAL_GRACE, capped_wait, poll_interval
 from airflow_provider_portkey.retries import keeps_waiting
 from airflow_provider_portkey.statuses import (
     EVENT_ERROR,
@@ -26,7 +27,9 @@ from airflow_provider_portkey.statuses import (
     EVENT_TIMEOUT,
     ends_wait,
     is_known,
+    timeout_message,
     unknown_status_warning,
+    unreachable_message,
 )
 
 
@@ -42,7 +45,7 @@ class Polled(Protocol):
 
 
 class _RequiredPollOptions(TypedDict):
-    deadline: float
+    deadline: float | None
 
 
 class PollOptions(_RequiredPollOptions, total=False):
@@ -65,6 +68,12 @@ class PollOptions(_RequiredPollOptions, total=False):
     min_first_wait: float
     max_retries: int | None
     max_retry_wait: float | None
+    timeout: float | None
+    start_from_trigger: bool
+    end_task: bool
+    soft_fail: bool
+    never_fail: bool
+    retries: int | None
 
 
 class PortkeyPollTrigger(BaseTrigger):
@@ -103,6 +112,19 @@ class PortkeyPollTrigger(BaseTrigger):
     :param min_first_wait: A ``Retry-After`` the sensor's last check got: the floor of that wait.
     :param max_retries: The task's ``hook_params`` ``max_retries`` (``None``: the connection's).
     :param max_retry_wait: The task's ``hook_params`` ``max_retry_wait`` (``None``: the connection's).
+    :param timeout: The sensor's ``timeout`` in seconds (messages; the deadline when ``deadline`` is
+        ``None``).
+    :param start_from_trigger: The scheduler started the task here (Airflow >= 3.3, no worker
+        looked before): ``deadline`` is ``None`` and comes from Airflow's trigger timeout (which
+        survives a triggerer restart), the trace id from the task instance, and the first poll is
+        the wait's first look.
+    :param end_task: End the task from here (``TaskSuccessEvent`` with the XComs a worker would
+        push, ``TaskSkippedEvent``, ``TaskFailedEvent``) rather than resume it on a worker, when
+        the outcome is the same (see :meth:`end_event`).
+    :param soft_fail: The sensor's ``soft_fail`` (with ``end_task``).
+    :param never_fail: The sensor's ``never_fail`` (with ``end_task``).
+    :param retries: The task's ``retries`` (with ``end_task``): a failure that must not be retried
+        ends here only when the task has none; otherwise a worker raises it.
     """
 
     #: How log lines name what is waited on ("step", "run"); also the key of its JSON in an event.
@@ -111,7 +133,7 @@ class PortkeyPollTrigger(BaseTrigger):
     def __init__(
         self,
         *,
-        deadline: float,
+        deadline: float | None,
         portkey_conn_id: str = DEFAULT_CONN_NAME,
         poll_interval: float = 60.0,
         exponential_backoff: bool = False,
@@ -124,6 +146,12 @@ class PortkeyPollTrigger(BaseTrigger):
         min_first_wait: float = 0.0,
         max_retries: int | None = None,
         max_retry_wait: float | None = None,
+        timeout: float | None = None,
+        start_from_trigger: bool = False,
+        end_task: bool = False,
+        soft_fail: bool = False,
+        never_fail: bool = False,
+        retries: int | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
@@ -134,7 +162,7 @@ class PortkeyPollTrigger(BaseTrigger):
                 ", ".join(sorted(unknown)),
             )
         self.portkey_conn_id = portkey_conn_id
-        self.deadline = float(deadline)
+        self.deadline = None if deadline is None else float(deadline)
         self.poll_interval = float(poll_interval)
         self.exponential_backoff = bool(exponential_backoff)
         self.max_wait = max_wait
@@ -146,6 +174,12 @@ class PortkeyPollTrigger(BaseTrigger):
         self.min_first_wait = float(min_first_wait)
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
+        self.timeout = timeout
+        self.start_from_trigger = bool(start_from_trigger)
+        self.end_task = bool(end_task)
+        self.soft_fail = bool(soft_fail)
+        self.never_fail = bool(never_fail)
+        self.retries = retries
 
     # -- what a subclass says -------------------------------------------------------------------------
 
@@ -193,15 +227,25 @@ class PortkeyPollTrigger(BaseTrigger):
                 "min_first_wait": self.min_first_wait,
                 "max_retries": self.max_retries,
                 "max_retry_wait": self.max_retry_wait,
+                "timeout": self.timeout,
+                "start_from_trigger": self.start_from_trigger,
+                "end_task": self.end_task,
+                "soft_fail": self.soft_fail,
+                "never_fail": self.never_fail,
+                "retries": self.retries,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        if self.start_from_trigger:
+            self._take_over_task()
         event = await self._wait()
-        yield TriggerEvent(event)
+        yield self.end_event(event) if self.end_task else TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
         """Poll until there is an outcome; return the one event payload."""
+        if self.deadline is None:
+            return {"status": EVENT_ERROR, "message": f"{type(self).__name__} has no deadline"}
         hook = PortkeyAsyncHook(
             self.portkey_conn_id,
             max_retries=self.max_retries,
@@ -223,8 +267,12 @@ class PortkeyPollTrigger(BaseTrigger):
             try:
                 polled = await self.fetch(hook)
             except Exception as error:
-                # Not a first look: the sensor looked (and reached the server) before deferring.
-                if not keeps_waiting(error, first_look=False):
+                # Not a first look, unless the task started here: else the sensor looked (and
+                # reached the server) before deferring.
+                first_look = self.start_from_trigger and poll == 1
+                if not keeps_waiting(error, first_look=first_look):
+                    if first_look and getattr(error, "transient", False):
+                        return {"status": EVENT_ERROR, "message": self._unreachable(error)}
                     return {"status": EVENT_ERROR, "message": str(error)}
                 self.log.warning(
                     "Still waiting on %s %s after a transient error: %s", self.noun, self.target_id(), error
@@ -249,7 +297,7 @@ class PortkeyPollTrigger(BaseTrigger):
 
     async def _sleep(self, poll: int, retry_after: float) -> bool:
         """Wait before poll number ``poll + 1``; ``False`` (without waiting) once the deadline has passed."""
-        remaining = self.deadline - time.time()
+        remaining = (self.deadline or 0.0) - time.time()
         if remaining <= 0:
             return False
         interval = poll_interval(
@@ -272,3 +320,66 @@ class PortkeyPollTrigger(BaseTrigger):
             "last_status": last_status,
             "last_error": last_error,
         }
+
+    # -- starting and ending the task on the triggerer (Airflow >= 3.3) -----------------------------------
+
+    def _take_over_task(self) -> None:
+        """
+        What a worker would have set before deferring: the deadline and this try's trace.
+
+        The deadline is Airflow's trigger timeout (``timeout`` plus the grace the sensor asked
+        for, stored with the task instance, so a triggerer restart keeps it) minus that grace.
+        """
+        from airflow_provider_portkey.tracing import TaskTrace
+
+        if self.deadline is None:
+            timeout_after: datetime | None = getattr(self, "timeout_after", None)
+            if timeout_after is not None:
+                self.deadline = timeout_after.timestamp() - DEFERRAL_GRACE.total_seconds()
+            elif self.timeout is not None:
+                self.deadline = time.time() + self.timeout
+        if self.task_instance is not None and not self.metadata:
+            trace = TaskTrace.from_context({"ti": self.task_instance}, self.trace_id)
+            self.trace_id, self.metadata = trace.trace_id, trace.metadata
+
+    def _unreachable(self, error: BaseException) -> str:
+        return unreachable_message(self.subject(), self.portkey_conn_id, error)
+
+    def xcoms(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The XComs a worker's ``execute_complete`` would push for a finished object's JSON."""
+        return {"return_value": payload}
+
+    def end_event(self, event: dict[str, Any]) -> TriggerEvent:
+        """
+        The event that ends the task here with the outcome a worker would give it, or ``event``
+        itself (the task resumes on a worker) where that cannot be had without one.
+
+        Success pushes the same XComs; a skip under ``soft_fail``/``never_fail`` skips; a
+        permanent error fails (Airflow retries it as it would a worker's error); a status in
+        ``fail_on_statuses`` or a timeout fails without a retry, which a trigger can only promise
+        for a task without retries: a task with retries resumes on a worker, which raises the
+        no-retry error. The reason is logged in the task's trigger log, with the worker's words.
+        """
+        from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent
+
+        status = event["status"]
+        if status == EVENT_SUCCESS:
+            self.log.info("Done: %s", event["message"])
+            return TaskSuccessEvent(xcoms=self.xcoms(event[self.noun]))
+        if status == EVENT_ERROR:
+            message = f"Waiting on {self.subject()} failed: {event['message']}"
+            skip = self.never_fail
+        else:
+            message = event["message"]
+            if status == EVENT_TIMEOUT:
+                last_status, last_error = event["last_status"], event["last_error"]
+                message = timeout_message(self.timeout or 0.0, self.subject(), last_status, last_error)
+            skip = self.soft_fail or self.never_fail
+            if not skip and self.retries != 0:
+                return TriggerEvent(event)
+        if skip:
+            reason = "soft_fail" if self.soft_fail and status != EVENT_ERROR else "never_fail"
+            self.log.info("Skipping due to %s: %s", reason, message)
+            return TaskSkippedEvent()
+        self.log.error("Task failed: %s", message)
+        return TaskFailedEvent()

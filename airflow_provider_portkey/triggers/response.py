@@ -24,11 +24,12 @@ class ResponseTrigger(PortkeyPollTrigger):
     noun = "response"
 
     def __init__(
-        self, *, response_id: str, include: Sequence[str] = (), **options: Unpack[PollOptions]
+        self, *, response_id: str, include: Sequence[str] | str = (), **options: Unpack[PollOptions]
     ) -> None:
         super().__init__(**options)
         self.response_id = response_id
-        self.include = list(include)
+        # One string is one value (a template renders to one; never hand its characters on).
+        self.include = [include] if isinstance(include, str) else list(include)
 
     def target_kwargs(self) -> dict[str, Any]:
         return {"response_id": self.response_id, "include": list(self.include)}
@@ -44,3 +45,10 @@ class ResponseTrigger(PortkeyPollTrigger):
 
     def is_done(self, polled: Polled) -> bool:
         return isinstance(polled, Response) and polled.is_terminal
+
+    def xcoms(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Also ``status``, ``output_text`` and ``usage``, as ``ResponseSensor`` pushes them."""
+        response = Response.from_api(payload)
+        if response.usage is not None:
+            self.log.info("Token usage of response %s: %s", response.id, response.usage.describe())
+        return {**super().xcoms(payload), **response.xcoms()}

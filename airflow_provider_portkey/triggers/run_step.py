@@ -44,14 +44,15 @@ class RunStepTrigger(PortkeyPollTrigger):
         thread_id: str,
         run_id: str,
         step_id: str,
-        include: Sequence[str] = (),
+        include: Sequence[str] | str = (),
         **options: Unpack[PollOptions],
     ) -> None:
         super().__init__(**options)
         self.thread_id = thread_id
         self.run_id = run_id
         self.step_id = step_id
-        self.include = list(include)
+        # One string is one value (a template renders to one; never hand its characters on).
+        self.include = [include] if isinstance(include, str) else list(include)
 
     def target_kwargs(self) -> dict[str, Any]:
         return {

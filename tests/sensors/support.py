@@ -40,6 +40,16 @@ from tests.support.secrets import assert_no_secret
 
 _real_async_sleep = asyncio.sleep
 
+#: The kwargs a trigger gets on today's path (no ``start_from_trigger``): it resumes the task on a worker.
+TODAYS_PATH_KWARGS: dict[str, object] = {
+    "timeout": None,
+    "start_from_trigger": False,
+    "end_task": False,
+    "soft_fail": False,
+    "never_fail": False,
+    "retries": None,
+}
+
 
 class FakeClock:
     """Wall and monotonic time that only move when something sleeps (starting at the real now)."""

@@ -39,7 +39,7 @@ from airflow_provider_portkey.sensors.run import RunSensor
 from airflow_provider_portkey.tracing import PortkeyLogsLink
 from airflow_provider_portkey.triggers.run import RunTrigger
 from tests.conftest import PortkeyConnection
-from tests.sensors.support import FakeClock, defer, log_text, make_context, run_deferred
+from tests.sensors.support import TODAYS_PATH_KWARGS, FakeClock, defer, log_text, make_context, run_deferred
 from tests.support.secrets import assert_no_secret
 
 pytestmark = pytest.mark.usefixtures("portkey_conn")
@@ -211,6 +211,8 @@ def test_deferral_hands_the_trigger_plain_kwargs_and_the_tasks_trace(
         "min_first_wait": 0.0,
         "max_retries": None,
         "max_retry_wait": None,
+        # Today's path (no start_from_trigger): the trigger resumes the task on a worker.
+        **TODAYS_PATH_KWARGS,
     }
     assert ti.pushed[PortkeyLogsLink().xcom_key] == "https://app.portkey.ai/logs?trace_id=" + trace.replace(
         "/", "%2F"

@@ -29,6 +29,7 @@ from airflow_provider_portkey.sensors.run_step import RunStepSensor
 from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 from tests.conftest import PortkeyConnection
 from tests.sensors.support import (
+    TODAYS_PATH_KWARGS,
     UNSUCCESSFUL_STEPS,
     FakeClock,
     as_sent,
@@ -87,6 +88,8 @@ def test_execute_checks_once_then_defers_to_a_trigger_with_plain_kwargs(
         "min_first_wait": 0.0,
         "max_retries": None,
         "max_retry_wait": None,
+        # Today's path (no start_from_trigger): the trigger resumes the task on a worker.
+        **TODAYS_PATH_KWARGS,
     }
     # Airflow's own deferral timeout is only a safety net behind the trigger's deadline.
     assert deferred.timeout is not None
