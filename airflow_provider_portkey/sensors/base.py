@@ -400,7 +400,12 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
 
         options = self._poll_options()
         options["start_from_trigger"] = True
-        classpath, kwargs = self.make_trigger(**options).serialize()
+        try:
+            trigger = self.make_trigger(**options)
+        except AttributeError:
+            # Airflow reads it after each class's __init__: the subclass has not set its ids yet.
+            return None
+        classpath, kwargs = trigger.serialize()
         return StartTriggerArgs(
             trigger_cls=classpath,
             trigger_kwargs=kwargs,
