@@ -89,7 +89,7 @@ def test_a_started_trigger_takes_its_deadline_from_airflows_timeout_and_its_trac
     now = trigger_module.time.time()  # type: ignore[attr-defined]
     trigger.timeout_after = datetime.fromtimestamp(now, UTC) + timedelta(seconds=30) + DEFERRAL_GRACE  # type: ignore[attr-defined]
     ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=1)
-    trigger._task_instance = ti
+    trigger.task_instance = ti  # type: ignore[assignment]  # what the triggerer sets
     trigger._take_over_task()
     assert trigger.deadline == pytest.approx(now + 30)
     assert trigger.trace_id == "airflow/d/r/t/try-1"
@@ -127,6 +127,18 @@ def test_a_sensor_asking_to_start_on_the_triggerer_hands_the_scheduler_its_unren
 
 def test_without_opting_in_the_sensor_keeps_todays_path() -> None:
     sensor = RunStepSensor(task_id="wait", thread_id="t", run_id="r", step_id="s", deferrable=True)
+    assert (sensor.start_from_trigger, sensor.ends_on_triggerer, sensor.start_trigger_args) == (
+        False,
+        False,
+        None,
+    )
+
+
+@pytest.mark.skipif(AIRFLOW_VERSION.release >= (3, 3), reason="the 3.3 counterpart is the test above")
+def test_asking_to_start_on_the_triggerer_keeps_todays_path_before_airflow_3_3() -> None:
+    sensor = RunStepSensor(
+        task_id="wait", thread_id="t", run_id="r", step_id="s", deferrable=True, start_from_trigger=True
+    )
     assert (sensor.start_from_trigger, sensor.ends_on_triggerer, sensor.start_trigger_args) == (
         False,
         False,
