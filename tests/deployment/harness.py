@@ -345,8 +345,24 @@ class Deployment:
         found = {}
         for row in rows:
             text = row[2] if isinstance(row[2], str) else json.dumps(row[2])
+            if not text.startswith("{"):
+                text = self._decrypt(text)
             found[row[0]] = TriggerRow(row[0], row[1], stored_trigger_kwargs(json.loads(text)), text, row[3])
         return found
+
+    def _decrypt(self, token: str) -> str:
+        """
+        Kwargs the scheduler stored itself (a task started on the triggerer, Airflow >= 3.3) are
+        encrypted with the deployment's Fernet key (written to ``airflow.cfg`` at first start);
+        those a worker's deferral stored are plain JSON.
+        """
+        from configparser import RawConfigParser
+
+        from cryptography.fernet import Fernet
+
+        config = RawConfigParser()
+        config.read(self.home / "airflow.cfg")
+        return Fernet(config.get("core", "fernet_key").encode()).decrypt(token.encode()).decode()
 
     def triggerer_jobs(self) -> dict[int, tuple[str | None, datetime | None]]:
         """Triggerer job id -> (state, latest heartbeat)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_portkey.emulator import EmulatorServer, EmulatorState, ReceivedRequest
-from tests.deployment.dags import deploy_failing
+from tests.deployment.dags import deploy_failing, deploy_zero_worker
 from tests.deployment.dags.deploy_mapped import KILL, MAPPED
 from tests.deployment.harness import (
     TRIGGERER_HEALTH_CHECK_THRESHOLD,
@@ -113,6 +113,21 @@ def script_emulator(state: EmulatorState) -> None:
         )
 
 
+ZERO_WORKER_COMPLETED_STATUSES = ("in_progress", "in_progress", "completed")
+
+
+def start_zero_worker(run: TierRun) -> None:
+    """Script the zero-worker DAG's steps and trigger it (it ends on its own, with the others)."""
+    spec = deploy_zero_worker
+    state = run.state
+    state.add_step(spec.THREAD_ID, spec.RUN_ID, spec.COMPLETED_STEP, statuses=ZERO_WORKER_COMPLETED_STATUSES)
+    state.add_step(
+        spec.THREAD_ID, spec.RUN_ID, spec.FAILED_STEP, statuses=FAILED_STATUSES, last_error=spec.LAST_ERROR
+    )
+    state.add_step(spec.THREAD_ID, spec.RUN_ID, spec.ENDLESS_STEP, statuses=("in_progress",))
+    run.run_ids[spec.DAG_ID] = run.deployment.trigger(spec.DAG_ID)
+
+
 def _snapshot_triggers(run: TierRun) -> dict[int, TriggerRow]:
     current = run.deployment.triggers()
     run.triggers.update(current)
@@ -158,6 +173,7 @@ def run_scenarios(run: TierRun) -> None:
     # 1. One triggerer: the kill DAG and the failing-step DAG.
     run.run_ids[KILL.dag_id] = deployment.trigger(KILL.dag_id)
     run.run_ids[deploy_failing.DAG_ID] = deployment.trigger(deploy_failing.DAG_ID)
+    start_zero_worker(run)
 
     def enough_deferred_and_polled() -> dict[int, tuple[TaskInstanceRow, TriggerRow]] | None:
         pairs = _kill_dag_triggers(run)

@@ -12,7 +12,8 @@ from collections import Counter
 
 import pytest
 
-from tests.deployment.dags import deploy_failing
+from airflow_provider_portkey._compat import ZERO_WORKER_WAITS
+from tests.deployment.dags import deploy_failing, deploy_zero_worker
 from tests.deployment.dags.deploy_mapped import KILL, MAPPED, StepsDag
 from tests.deployment.scenarios import AGENT_DAG_ID, KILL_MIN_DEFERRED, MAPPED_STATUSES, TierRun
 from tests.example_dags.agent_workflow import TOOL_PATH_STATES
@@ -172,6 +173,8 @@ def test_the_triggerers_log_no_blocked_event_loop_and_no_trigger_error(tier: Tie
     for name, text in texts.items():
         for line in text.splitlines():
             blocked = BLOCKED.search(line)
+            if _deliberate_zero_worker_failure(name, line):
+                continue
             if (
                 (blocked and float(blocked["seconds"]) >= BLOCKED_LOOP_LIMIT)
                 or "exited with error" in line
@@ -180,3 +183,72 @@ def test_the_triggerers_log_no_blocked_event_loop_and_no_trigger_error(tier: Tie
             ):
                 problems.append(f"{name}: {line[:400]}")
     assert not problems, "\n".join(problems)
+
+
+# -- waiting with no worker (start_from_trigger) ------------------------------------------------------
+
+
+def _deliberate_zero_worker_failure(log_name: str, line: str) -> bool:
+    """The trigger log line of a zero-worker sensor failed on purpose (a failed step, a timeout)."""
+    folder = f"dag_id={deploy_zero_worker.DAG_ID}/"
+    tasks = ("task_id=wait_failed/", "task_id=wait_timeout/")
+    return folder in log_name and any(task in log_name for task in tasks) and "Task failed: " in line
+
+
+def _task_logs(tier: TierRun, dag_id: str, task_id: str) -> str:
+    """Every log of a task (its worker's and its triggers'), as one text."""
+    folder = tier.deployment.home / "logs" / f"dag_id={dag_id}" / f"run_id={tier.run_ids[dag_id]}"
+    return "".join(
+        path.read_text(errors="replace") for path in sorted((folder / f"task_id={task_id}").glob("*"))
+    )
+
+
+def _worker_marks(tier: TierRun, dag_id: str) -> dict[str, tuple[object, object]]:
+    """Task id -> (pid, hostname): what a task runner reports when it starts a task instance."""
+    rows = tier.deployment.query(
+        "SELECT task_id, pid, hostname FROM task_instance WHERE dag_id = :d AND run_id = :r",
+        d=dag_id,
+        r=tier.run_ids[dag_id],
+    )
+    return {row[0]: (row[1], row[2] or None) for row in rows}
+
+
+def test_zero_worker_sensors_end_with_a_workers_outcomes_xcom_and_failure_reasons(tier: TierRun) -> None:
+    dag = deploy_zero_worker
+    tis, xcoms = tier.task_instances[dag.DAG_ID], tier.xcoms[dag.DAG_ID]
+    states = {task_id: (ti.state, ti.try_number) for (task_id, _), ti in tis.items()}
+    assert states == {
+        "wait_completed": ("success", 1),
+        "wait_failed": ("failed", 1),
+        "wait_timeout": ("failed", 1),
+    }, tier.describe()
+    # The templated ids were rendered (the emulator knows no step named by a template).
+    [listed] = [
+        step
+        for step in tier.state.list_steps(dag.THREAD_ID, dag.RUN_ID) or []
+        if step["id"] == dag.COMPLETED_STEP
+    ]
+    assert xcoms[("wait_completed", -1, "return_value")] == listed
+    failed_log = _task_logs(tier, dag.DAG_ID, "wait_failed")
+    assert f"{dag.LAST_ERROR['code']}: {dag.LAST_ERROR['message']}" in failed_log, failed_log[-3000:]
+    timeout_log = _task_logs(tier, dag.DAG_ID, "wait_timeout")
+    assert f"Sensor has timed out after {float(dag.TIMEOUT_SECONDS)} s" in timeout_log, timeout_log[-3000:]
+    assert "last status seen: in_progress" in timeout_log
+    assert tier.run_states[dag.DAG_ID] == "failed"
+
+
+def test_zero_worker_sensors_start_no_task_runner_on_airflow_3_3_and_fall_back_before(tier: TierRun) -> None:
+    dag = deploy_zero_worker
+    marks = _worker_marks(tier, dag.DAG_ID)
+    # The signal works: a sensor a worker ran has a pid and a host.
+    worker_pid, worker_host = _worker_marks(tier, deploy_failing.DAG_ID)["wait_failing"]
+    assert worker_pid is not None
+    assert worker_host is not None
+    for task_id in dag.TASK_IDS:
+        worker_log = tier.deployment.task_log(dag.DAG_ID, tier.run_ids[dag.DAG_ID], task_id, 1)
+        if ZERO_WORKER_WAITS:
+            assert marks[task_id] == (None, None), f"{task_id} was started by a task runner"
+            assert not worker_log, f"{task_id} has a worker log:\n{worker_log[-2000:]}"
+        else:
+            assert marks[task_id][0] is not None, f"{task_id} did not fall back to a worker"
+            assert worker_log
