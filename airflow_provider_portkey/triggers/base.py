@@ -118,8 +118,8 @@ class PortkeyPollTrigger(BaseTrigger):
         looked before): ``deadline`` is ``None`` and comes from Airflow's trigger timeout (which
         survives a triggerer restart), the trace id from the task instance, and the first poll is
         the wait's first look.
-    :param end_task: End the task from here (``TaskSuccessEvent`` with the XComs a worker would
-        push, ``TaskSkippedEvent``, ``TaskFailedEvent``) rather than resume it on a worker, when
+    :param end_task: End the task from here (``TaskSuccessEvent`` after pushing the XComs a worker
+        would push, ``TaskSkippedEvent``, ``TaskFailedEvent``) rather than resume it on a worker, when
         the outcome is the same (see :meth:`end_event`).
     :param soft_fail: The sensor's ``soft_fail`` (with ``end_task``).
     :param never_fail: The sensor's ``never_fail`` (with ``end_task``).
@@ -240,6 +240,8 @@ class PortkeyPollTrigger(BaseTrigger):
         if self.start_from_trigger:
             self._take_over_task()
         event = await self._wait()
+        if self.end_task and event["status"] == EVENT_SUCCESS:
+            await self.push_xcoms(self.xcoms(event[self.noun]))
         yield self.end_event(event) if self.end_task else TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
@@ -349,12 +351,30 @@ class PortkeyPollTrigger(BaseTrigger):
         """The XComs a worker's ``execute_complete`` would push for a finished object's JSON."""
         return {"return_value": payload}
 
+    async def push_xcoms(self, values: dict[str, Any]) -> None:
+        """
+        Push the XComs of a success through the task SDK, as a worker does (before the event).
+
+        Not as ``TaskSuccessEvent(xcoms=...)``: Airflow 3.3.2 stores those JSON-encoded twice, so
+        a downstream task pulls a string instead of the object (found in the deployment tier).
+        """
+        from airflow.sdk.execution_time.xcom import XCom
+        from asgiref.sync import sync_to_async
+
+        ti = self.task_instance
+        if ti is None:  # only outside a triggerer
+            raise RuntimeError(f"{type(self).__name__} has no task instance to push XComs for")
+        for key, value in values.items():
+            await sync_to_async(XCom.set)(
+                key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index
+            )
+
     def end_event(self, event: dict[str, Any]) -> TriggerEvent:
         """
         The event that ends the task here with the outcome a worker would give it, or ``event``
         itself (the task resumes on a worker) where that cannot be had without one.
 
-        Success pushes the same XComs; a skip under ``soft_fail``/``never_fail`` skips; a
+        Success (after :meth:`push_xcoms`) succeeds; a skip under ``soft_fail``/``never_fail`` skips; a
         permanent error fails (Airflow retries it as it would a worker's error); a status in
         ``fail_on_statuses`` or a timeout fails without a retry, which a trigger can only promise
         for a task without retries: a task with retries resumes on a worker, which raises the
@@ -365,7 +385,7 @@ class PortkeyPollTrigger(BaseTrigger):
         status = event["status"]
         if status == EVENT_SUCCESS:
             self.log.info("Done: %s", event["message"])
-            return TaskSuccessEvent(xcoms=self.xcoms(event[self.noun]))
+            return TaskSuccessEvent()
         if status == EVENT_ERROR:
             message = f"Waiting on {self.subject()} failed: {event['message']}"
             skip = self.never_fail

@@ -54,16 +54,25 @@ def only_event(trigger: ResponseTrigger) -> TriggerEvent:
     return asyncio.run(main())
 
 
-def test_success_ends_the_task_with_the_xcoms_a_worker_pushes(
-    emulator: EmulatorServer, clock: FakeClock
+def test_success_pushes_the_xcoms_a_worker_pushes_through_the_task_sdk_then_ends_the_task(
+    emulator: EmulatorServer, clock: FakeClock, mocker: Any
 ) -> None:
+    # The seam: the triggerer's channel to the API server (the deployment tier runs it for real).
+    pushed = mocker.patch("airflow.sdk.execution_time.xcom.XCom.set")
     response = start(MODEL_COMPLETES)
-    event = only_event(recreate_trigger(ending_trigger(response, retries=0)))
+    trigger = recreate_trigger(ending_trigger(response, retries=0))
+    trigger.task_instance = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=3)  # type: ignore[assignment]
+    event = only_event(trigger)
     assert isinstance(event, TaskSuccessEvent)
+    # Not in the event: Airflow 3.3.2 would store those JSON-encoded twice.
+    assert event.xcoms is None
     with PortkeyHook() as hook:  # finished: the API sends the same JSON again
         finished = hook.get_response(response.id)
-    assert event.xcoms == {"return_value": finished.to_json(), **finished.xcoms()}
-    assert set(event.xcoms) == {"return_value", "status", "output_text", "usage"}
+    where = {"dag_id": "d", "task_id": "t", "run_id": "r", "map_index": 3}
+    expected = {"return_value": finished.to_json(), **finished.xcoms()}
+    assert {call.args[0]: call.args[1] for call in pushed.call_args_list} == expected
+    assert all(call.kwargs == where for call in pushed.call_args_list)
+    assert set(expected) == {"return_value", "status", "output_text", "usage"}
 
 
 def test_a_status_to_fail_on_fails_the_task_here_only_without_retries(clock: FakeClock) -> None:
