@@ -17,6 +17,8 @@ then ``completed``. Per path it reports:
   ``/proc/<pid>/stat`` (``utime+stime`` of each process in the group, plus ``cutime+cstime``: the
   task runners the executor's workers reaped);
 - the machine's load average before and after (other work on the machine inflates every figure).
+
+The deployment's files (logs, database) stay in the folder it prints.
 """
 
 from __future__ import annotations
@@ -134,8 +136,10 @@ def run(sensors: int) -> list[dict[str, Any]]:
     for name in PATHS:
         for index in range(sensors):
             state.add_step(THREAD_ID, RUN_ID, f"step_{name}_{index:03d}", statuses=STATUSES)
-    with tempfile.TemporaryDirectory(prefix="bench-zero-worker-") as folder, emulator:
-        root = Path(folder)
+    # Kept afterwards (logs, database) for a look at what a figure came from.
+    root = Path(tempfile.mkdtemp(prefix="bench-zero-worker-"))
+    print(f"deployment in {root}", flush=True)
+    with emulator:
         dag_file = root / "bench_zero_worker_dags.py"
         dag_file.write_text(
             DAG_FILE.format(sensors=sensors, paths=PATHS, thread=THREAD_ID, run=RUN_ID, poke=POKE_INTERVAL)
