@@ -7,8 +7,9 @@
 2. once at least 20 kill-DAG sensors are deferred and each has been polled from the triggerer,
    ``triggerer-1`` is SIGKILLed; no request may arrive until its heartbeat is older than the
    health-check threshold (then its triggers may move);
-3. two triggerers start at once (``triggerer-2``, ``triggerer-3``) with the 40-step mapped DAG and
-   the agent-workflow example; once every kill-DAG step was polled again, those steps complete;
+3. two triggerers start at once (``triggerer-2``, ``triggerer-3``) with the 40-step mapped DAG, the
+   agent-workflow example and the background-response example; once every kill-DAG step was polled
+   again, those steps complete;
 4. every DAG run ends; the components stop; :class:`TierRun` holds what the tests assert on.
 
 Trigger rows are snapshotted while they exist (the triggerer deletes them when they are done), so
@@ -34,9 +35,11 @@ from tests.deployment.harness import (
     TaskInstanceRow,
     TriggerRow,
 )
+from tests.example_dags.background_response import DAG_ID as BACKGROUND_DAG_ID
 
 AGENT_DAG_ID = "portkey_agent_workflow"
 AGENT_CONF = {"assistant_id": "asst_tools", "question": "What is the weather in Paris?"}
+BACKGROUND_CONF = {"model": "emulator-completes", "question": "Why is the sky blue?"}
 #: Statuses of a mapped step: the sensor's own check, then the trigger's polls until it completes.
 MAPPED_STATUSES = ("in_progress", "in_progress", "in_progress", "completed")
 FAILED_STATUSES = ("in_progress", "in_progress", "failed")
@@ -197,11 +200,12 @@ def run_scenarios(run: TierRun) -> None:
         1 for at, path in state.arrivals if killed_at <= at <= restarted_at and path in waiting
     )
 
-    # 3. Two triggerers at once, the big mapped DAG and the agent workflow.
+    # 3. Two triggerers at once, the big mapped DAG and the two example DAGs.
     deployment.start_triggerer("triggerer-2")
     deployment.start_triggerer("triggerer-3")
     run.run_ids[MAPPED.dag_id] = deployment.trigger(MAPPED.dag_id)
     run.run_ids[AGENT_DAG_ID] = deployment.trigger(AGENT_DAG_ID, AGENT_CONF)
+    run.run_ids[BACKGROUND_DAG_ID] = deployment.trigger(BACKGROUND_DAG_ID, BACKGROUND_CONF)
 
     def recovered() -> dict[int, tuple[TaskInstanceRow, TriggerRow]] | None:
         pairs = _kill_dag_triggers(run)

@@ -14,8 +14,16 @@ import pytest
 
 from tests.deployment.dags import deploy_failing
 from tests.deployment.dags.deploy_mapped import KILL, MAPPED, StepsDag
-from tests.deployment.scenarios import AGENT_DAG_ID, KILL_MIN_DEFERRED, MAPPED_STATUSES, TierRun
+from tests.deployment.scenarios import (
+    AGENT_DAG_ID,
+    BACKGROUND_CONF,
+    KILL_MIN_DEFERRED,
+    MAPPED_STATUSES,
+    TierRun,
+)
 from tests.example_dags.agent_workflow import TOOL_PATH_STATES
+from tests.example_dags.background_response import ANSWERED_STATES
+from tests.example_dags.background_response import DAG_ID as BACKGROUND_DAG_ID
 from tests.support.secrets import SECRETS
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(900)]
@@ -111,6 +119,25 @@ def test_the_agent_workflow_example_dag_runs_end_to_end(tier: TierRun) -> None:
     xcoms = tier.xcoms[AGENT_DAG_ID]
     assert xcoms[("start_run", -1, "run_id")] == run["id"]
     assert xcoms[("wait_after_tools", -1, "return_value")]["status"] == "completed"
+
+
+def test_the_background_response_example_dag_waits_on_a_triggerer_and_uses_the_answer(tier: TierRun) -> None:
+    tis = tier.task_instances[BACKGROUND_DAG_ID]
+    assert {task_id: ti.state for (task_id, _), ti in tis.items()} == ANSWERED_STATES, tier.describe()
+    assert tier.run_states[BACKGROUND_DAG_ID] == "success"
+    # The wait ran as a trigger on one of the triggerers, which fired exactly one event for it.
+    [(folder, jobs)] = _fired_events(tier, BACKGROUND_DAG_ID).items()
+    assert (folder, len(jobs)) == ("task_id=wait_for_response", 1)
+    xcoms = tier.xcoms[BACKGROUND_DAG_ID]
+    response = tier.state.responses.retrieve(xcoms[("ask", -1, "response_id")])
+    assert response is not None
+    assert response["status"] == "completed"
+    assert xcoms[("wait_for_response", -1, "return_value")] == response  # the API's JSON, unchanged
+    answer = f"Emulated answer to: {BACKGROUND_CONF['question']}"
+    assert xcoms[("wait_for_response", -1, "status")] == "completed"
+    assert xcoms[("wait_for_response", -1, "output_text")] == answer
+    assert xcoms[("use_answer", -1, "return_value")]["answer"] == answer
+    assert tier.state.responses.created == 1
 
 
 def _secret_hits(tier: TierRun, secrets: tuple[str, ...]) -> set[tuple[str, str]]:
