@@ -207,6 +207,7 @@ def gateway_timeout(request: ReceivedRequest) -> Response:
 
 
 def _check_beta(headers: dict[str, str]) -> Response | None:
+    """The Assistants API's beta, required as upstream does; the Responses API never checks one."""
     betas = {value.strip() for value in headers.get("openai-beta", "").split(",")}
     if "assistants=v2" in betas:
         return None

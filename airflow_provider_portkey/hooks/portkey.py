@@ -122,8 +122,7 @@ class PortkeyHook(PortkeyBaseHook):
     def session(self) -> requests.Session:
         if self._session is None:
             session = requests.Session()
-            session.headers.clear()
-            session.headers.update(self._headers(self.settings))
+            session.headers.clear()  # no defaults of requests': each request carries all its headers
             # With no session auth, requests would let a ~/.netrc entry for the host overwrite our
             # Authorization (the provider key). A no-op auth stops that; proxies from the
             # environment are still honoured.
@@ -148,6 +147,7 @@ class PortkeyHook(PortkeyBaseHook):
                 settings.base_url + api_request.path,
                 params=list(api_request.params),
                 json=api_request.body,
+                headers=self._headers(settings, api_request),
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 allow_redirects=False,
             )

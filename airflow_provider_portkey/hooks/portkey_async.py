@@ -146,7 +146,7 @@ class PortkeyAsyncHook(PortkeyBaseHook):
                     settings.base_url + api_request.path,
                     params=list(api_request.params) or None,  # httpx rebuilds the URL even for []
                     json=api_request.body,
-                    headers=self._headers(settings),
+                    headers=self._headers(settings, api_request),
                     timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
                 )
         except httpx.HTTPError as error:
