@@ -126,8 +126,12 @@ class CreateRunOperator(CreateAndWaitMixin, RunSensor):
         self.additional_messages = additional_messages
         self.metadata = metadata
         self.run_options = run_options
+        #: ``thread_id`` as the task gave it, once :meth:`adopt` replaced it with a run's thread.
+        self.requested_thread_id: str | None = None
 
     def start(self, hook: PortkeyHook) -> Run:
+        if self.run_id:  # an earlier try's run was looked at (rerun_finished): back to what was asked
+            self.thread_id = self.requested_thread_id or ""
         if not self.thread_id:  # None (or a template rendered empty): a new thread
             if self.additional_messages is not None:
                 raise PortkeyConfigurationError(
@@ -155,6 +159,8 @@ class CreateRunOperator(CreateAndWaitMixin, RunSensor):
         return {THREAD_ID_XCOM_KEY: self.thread_id, RUN_ID_XCOM_KEY: self.run_id} if self.run_id else {}
 
     def adopt(self, ids: Mapping[str, str]) -> None:
+        if not self.run_id:
+            self.requested_thread_id = self.thread_id  # as rendered; None: a new thread
         self.thread_id, self.run_id = ids[THREAD_ID_XCOM_KEY], ids[RUN_ID_XCOM_KEY]
 
     def cancel_remote(self, hook: PortkeyHook) -> str:
