@@ -1,21 +1,18 @@
 """Cancel the remote job when a deferred task is stopped by a person, never when a triggerer stops.
 
-A trigger is cancelled (``asyncio.CancelledError`` in :meth:`run`) for several reasons, and Airflow
-does not say which on every version:
+A trigger is cancelled (``asyncio.CancelledError`` in :meth:`run`) for several reasons:
 
-- a person marked the task failed or succeeded, or cleared it: the task instance is no longer
-  ``deferred``; the job it started should stop (what ``on_kill`` does on a worker);
-- Airflow's deferral timeout passed: the task instance is no longer ``deferred`` either;
-- the triggerer shuts down, or its heartbeat went stale and the trigger moved to another
-  triggerer: the task instance is still ``deferred``, and the job must go on.
+- a person marked the task failed or succeeded, or cleared it: the job it started should stop
+  (what ``on_kill`` does on a worker);
+- the triggerer shuts down, or the trigger moved to another triggerer: the job must go on.
 
-Airflow 3.3 calls ``BaseTrigger.on_kill`` for the first case only, but also for a trigger taken
-over by another triggerer while this one still runs (its stale heartbeat let the trigger move);
-3.0 has no ``on_kill`` at all, only ``cleanup``, called on every exit. So the rule here is the one
-that holds on both: on cancellation, ask the Task SDK for the task instance's state
-(``RuntimeTaskInstance.get_task_states``, which the triggerer serves on 3.0 and 3.3) and cancel the
-job only when that state is known and is not ``deferred``. When the state cannot be read, nothing is
-cancelled: an unwanted cancel loses work, a missed one only costs tokens.
+Airflow 3.3+ tells them apart itself: it calls ``BaseTrigger.on_kill`` for the first case only, so
+that is where the job is cancelled. Airflow 3.0-3.2 call no ``on_kill``: there, on cancellation,
+the trigger asks the Task SDK for the task instance's state (``RuntimeTaskInstance.get_task_states``,
+which the 3.0 triggerer serves) and cancels the job only when that state is known and is not
+``deferred``. When the state cannot be read, nothing is cancelled: an unwanted cancel loses work, a
+missed one only costs tokens. (On 3.3.2 the same Task SDK call from a cancelled trigger did not
+answer within 20 s in the deployment tier, which is one more reason to use ``on_kill`` there.)
 """
 
 from __future__ import annotations
@@ -26,6 +23,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import TriggerEvent
+
+from airflow_provider_portkey._compat import TRIGGER_ON_KILL
 
 if TYPE_CHECKING:
     from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
@@ -85,24 +84,38 @@ class CancelOnKillMixin(_Base):
             async for event in super().run():
                 yield event
         except asyncio.CancelledError:
-            if self.cancel_on_kill:
+            if self.cancel_on_kill and not TRIGGER_ON_KILL:
                 await self._cancel_if_task_stopped()
             raise
 
+    async def on_kill(self) -> None:
+        """Airflow 3.3+: a person stopped the deferred task; cancel the job (never raises)."""
+        if self.cancel_on_kill:
+            await self._cancel("the task was stopped while deferred")
+
     async def _cancel_if_task_stopped(self) -> None:
-        """Cancel the job if the task instance is no longer deferred; never raises."""
+        """Airflow < 3.3: cancel the job if the task instance is no longer deferred; never raises."""
         try:
             async with asyncio.timeout(CANCEL_TIMEOUT):
                 state = await task_instance_state(self)
-                if state is _MISSING or getattr(state, "value", state) == "deferred":
-                    self.log.info(
-                        "Wait on %s %s stopped; the task is still deferred (or its state is unknown): "
-                        "the %s goes on",
-                        self.noun,
-                        self.target_id(),
-                        self.noun,
-                    )
-                    return
-                self.log.info("The task is now %s: %s", state, await self.cancel_remote(self.make_hook()))
+        except Exception as error:  # timed out, or the Task SDK failed: keep the job
+            state, reason = _MISSING, repr(error)
+        else:
+            reason = f"state {state}"
+        if state is _MISSING or getattr(state, "value", state) == "deferred":
+            self.log.info(
+                "Wait on %s %s stopped, the task is not (%s): the %s goes on",
+                self.noun,
+                self.target_id(),
+                reason,
+                self.noun,
+            )
+            return
+        await self._cancel(f"the task is now {state}")
+
+    async def _cancel(self, why: str) -> None:
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                self.log.info("%s: %s", why.capitalize(), await self.cancel_remote(self.make_hook()))
         except Exception as error:  # cancelled again, timed out, or the API failed: keep the job
-            self.log.warning("Could not cancel %s %s: %r", self.noun, self.target_id(), error)
+            self.log.warning("Could not cancel %s %s (%s): %r", self.noun, self.target_id(), why, error)

@@ -6,6 +6,7 @@ re-attach on retry through a task state store, for runs and responses alike.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.operators.response import CreateResponseOperator
 from airflow_provider_portkey.operators.run import CreateRunOperator
 from airflow_provider_portkey.sensors.run import RunSensor
+from airflow_provider_portkey.triggers import cancellation
 from airflow_provider_portkey.triggers.base import PortkeyPollTrigger
 from airflow_provider_portkey.triggers.run import RunTrigger
 from tests.sensors.support import FakeClock, FakeTaskInstance, defer, recreate_trigger, run_deferred
@@ -245,6 +247,7 @@ def test_a_cancelled_trigger_cancels_the_run_only_when_the_task_stopped_being_de
 ) -> None:
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
+    mocker.patch.object(cancellation, "TRIGGER_ON_KILL", False)  # the Airflow < 3.3 path, on any Airflow
     ti = _DeferredTaskInstance()
     answer = {} if task_state == "missing" else {ti.run_id: {ti.task_id: task_state}}
     asked = mocker.patch.object(RuntimeTaskInstance, "get_task_states", return_value=answer)  # Task SDK seam
@@ -261,11 +264,39 @@ def test_a_cancelled_trigger_cancels_the_run_only_when_the_task_stopped_being_de
     trigger.task_instance = ti  # type: ignore[assignment]  # what the triggerer sets
     trigger.polls_done = 0  # poll at once
     _cancelled_while_polling(trigger, emulator)
-    asked.assert_called_once_with(
+    asked.assert_called_once_with(  # Airflow < 3.3: the trigger asks for the task's state
         dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=None
     )
     cancel_path = f"/v1/threads/{started.thread_id}/runs/{started.id}/cancel"
     assert posts(emulator, cancel_path) == int(cancels)
+
+
+def _slow_run_trigger(emulator: EmulatorServer, **kwargs: Any) -> tuple[RunTrigger, str]:
+    with PortkeyHook() as hook:
+        started = hook.create_thread_and_run(ASST_SLOW)
+    trigger = RunTrigger(
+        thread_id=started.thread_id, run_id=started.id, deadline=time.time() + 600, poll_interval=5, **kwargs
+    )
+    return trigger, f"/v1/threads/{started.thread_id}/runs/{started.id}/cancel"
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_airflow_33_on_kill_cancels_the_run_and_a_plain_cancellation_does_not(
+    emulator: EmulatorServer, mocker: Any, cancel_on_kill: bool
+) -> None:
+    mocker.patch.object(cancellation, "TRIGGER_ON_KILL", True)  # what Airflow 3.3+ offers
+    trigger, cancel_path = _slow_run_trigger(emulator, cancel_on_kill=cancel_on_kill)
+    _cancelled_while_polling(trigger, emulator)  # a triggerer stopping or handing the trigger over
+    assert posts(emulator, cancel_path) == 0
+
+    async def user_action() -> None:  # the triggerer calls on_kill only on a person's action
+        try:
+            await trigger.on_kill()
+        finally:
+            await close_shared_client()
+
+    asyncio.run(user_action())
+    assert posts(emulator, cancel_path) == int(cancel_on_kill)
 
 
 def test_a_sensors_trigger_never_cancels_the_run_it_did_not_start(emulator: EmulatorServer) -> None:
