@@ -249,6 +249,7 @@ def _kill_deferred_agent(run: TierRun) -> None:
     dag_id, dag_run = deploy_durable.DAG_ID, run.run_ids[deploy_durable.DAG_ID]
 
     def deferred_and_polled() -> dict[str, Any] | None:
+        _snapshot_triggers(run)  # the mapped DAG's triggers come and go meanwhile
         ti = deployment.task_instances(dag_id, dag_run).get((deploy_durable.KILLED_TASK, -1))
         slow = [r for r in state.runs if r.get("assistant_id") == "asst_slow"]
         if ti is None or ti.state != "deferred" or len(slow) != 1:
@@ -262,6 +263,7 @@ def _kill_deferred_agent(run: TierRun) -> None:
     marked_at = time.time()
 
     def marked_failed() -> bool:
+        _snapshot_triggers(run)
         # The same PATCH again is harmless; a loaded SQLite deployment can answer 500 (a write lost to
         # a lock), as the UI would show before the user clicks again.
         try:
@@ -277,11 +279,12 @@ def _kill_deferred_agent(run: TierRun) -> None:
         return True
 
     deployment.wait_for("agent_killed marked failed through the REST API", marked_failed, 60, interval=2)
-    deployment.wait_for(
-        "the killed task's run cancelled",
-        lambda: next((at for at, path in state.arrivals if path == cancel), None),
-        RUN_TIMEOUT,
-    )
+
+    def cancelled() -> float | None:
+        _snapshot_triggers(run)
+        return next((at for at, path in state.arrivals if path == cancel), None)
+
+    deployment.wait_for("the killed task's run cancelled", cancelled, RUN_TIMEOUT)
     run.cancel_seconds = time.time() - marked_at
 
 
