@@ -12,6 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowException, Context
 from airflow_provider_portkey.errors import ResponseUnsuccessfulError
 from airflow_provider_portkey.sensors.base import PortkeyPollSensor, checked_fail_on_statuses
 from airflow_provider_portkey.statuses import UNSUCCESSFUL_RESPONSE_STATUSES
+from airflow_provider_portkey.usage import USAGE_XCOM_KEY
 
 # Kept out of DAG parsing (see sensors/base.py): the methods that run the wait import what they use.
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ DEFAULT_RESPONSE_FAIL_ON_STATUSES: tuple[str, ...] = ("failed", "cancelled", "in
 #: XCom keys pushed besides the response JSON, for the common case downstream.
 STATUS_XCOM_KEY = "status"
 OUTPUT_TEXT_XCOM_KEY = "output_text"
-USAGE_XCOM_KEY = "usage"
 #: How long providers keep a background response for polling after it ends (OpenAI: about ten
 #: minutes). A poll later than that may get 404 instead of the result.
 BACKGROUND_RETENTION = timedelta(minutes=10)

@@ -200,9 +200,9 @@ class PortkeyPollTrigger(BaseTrigger):
         event = await self._wait()
         yield TriggerEvent(event)
 
-    async def _wait(self) -> dict[str, Any]:
-        """Poll until there is an outcome; return the one event payload."""
-        hook = PortkeyAsyncHook(
+    def make_hook(self) -> PortkeyAsyncHook:
+        """A hook for this wait: the task's connection, retries, trace and deadline."""
+        return PortkeyAsyncHook(
             self.portkey_conn_id,
             max_retries=self.max_retries,
             max_retry_wait=self.max_retry_wait,
@@ -210,6 +210,10 @@ class PortkeyPollTrigger(BaseTrigger):
             metadata=self.metadata,
             deadline=self.deadline,
         )
+
+    async def _wait(self) -> dict[str, Any]:
+        """Poll until there is an outcome; return the one event payload."""
+        hook = self.make_hook()
         last_status, last_error = self.last_status, None
         poll = self.polls_done
         unknown_seen: set[str] = set()

@@ -8,8 +8,10 @@
    ``triggerer-1`` is SIGKILLed; no request may arrive until its heartbeat is older than the
    health-check threshold (then its triggers may move);
 3. two triggerers start at once (``triggerer-2``, ``triggerer-3``) with the 40-step mapped DAG, the
-   agent-workflow example and the background-response example; once every kill-DAG step was polled
-   again, those steps complete;
+   agent-workflow example, the background-response example and the create-and-wait DAG
+   (``deploy_durable``); once every kill-DAG step was polled again, those steps complete; then
+   ``agent_killed``, deferred and polled from a triggerer, is marked failed through the REST API,
+   and its run must get a cancel;
 4. every DAG run ends; the components stop; :class:`TierRun` holds what the tests assert on.
 
 Trigger rows are snapshotted while they exist (the triggerer deletes them when they are done), so
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_portkey.emulator import EmulatorServer, EmulatorState, ReceivedRequest
-from tests.deployment.dags import deploy_failing
+from tests.deployment.dags import deploy_durable, deploy_failing
 from tests.deployment.dags.deploy_mapped import KILL, MAPPED
 from tests.deployment.harness import (
     TRIGGERER_HEALTH_CHECK_THRESHOLD,
@@ -85,6 +87,11 @@ class TierRun:
     seconds_down: float = 0.0
     recovery_seconds: float = 0.0
     tier_seconds: float = 0.0
+    #: Create-and-wait: the thread ``agent_retried`` runs on, and the killed task's run.
+    durable_thread: str = ""
+    killed_run: dict[str, Any] = field(default_factory=dict)
+    #: Seconds from marking ``agent_killed`` failed to the cancel reaching the emulator.
+    cancel_seconds: float = 0.0
     healthy_seconds: float = 0.0
 
     @property
@@ -206,6 +213,12 @@ def run_scenarios(run: TierRun) -> None:
     run.run_ids[MAPPED.dag_id] = deployment.trigger(MAPPED.dag_id)
     run.run_ids[AGENT_DAG_ID] = deployment.trigger(AGENT_DAG_ID, AGENT_CONF)
     run.run_ids[BACKGROUND_DAG_ID] = deployment.trigger(BACKGROUND_DAG_ID, BACKGROUND_CONF)
+    run.durable_thread = state.create_thread({})["id"]
+    # The first look at agent_retried's run fails for good (404): the task fails after its create.
+    state.add_fault("status", path_contains=f"/threads/{run.durable_thread}/runs/run_", status=404)
+    run.run_ids[deploy_durable.DAG_ID] = deployment.trigger(
+        deploy_durable.DAG_ID, {"thread_id": run.durable_thread}
+    )
 
     def recovered() -> dict[int, tuple[TaskInstanceRow, TriggerRow]] | None:
         pairs = _kill_dag_triggers(run)
@@ -217,6 +230,8 @@ def run_scenarios(run: TierRun) -> None:
     run.kill_deadlines_after = _deadlines({k: v for k, v in after.items() if k in before})
     for step_id in KILL.step_ids:
         state.add_step(KILL.thread_id, KILL.run_id, step_id, statuses=("completed",))
+
+    _kill_deferred_agent(run)
 
     # 4. Every run ends.
     def all_done() -> bool:
@@ -230,6 +245,51 @@ def run_scenarios(run: TierRun) -> None:
         run.run_states[dag_id] = deployment.run_state(dag_id, run_id)
         run.task_instances[dag_id] = deployment.task_instances(dag_id, run_id)
         run.xcoms[dag_id] = deployment.xcoms(dag_id, run_id)
+
+
+def _kill_deferred_agent(run: TierRun) -> None:
+    """Mark ``agent_killed`` failed while a triggerer polls its run; wait for the run's cancel."""
+    deployment, state = run.deployment, run.state
+    dag_id, dag_run = deploy_durable.DAG_ID, run.run_ids[deploy_durable.DAG_ID]
+
+    def deferred_and_polled() -> dict[str, Any] | None:
+        _snapshot_triggers(run)  # the mapped DAG's triggers come and go meanwhile
+        ti = deployment.task_instances(dag_id, dag_run).get((deploy_durable.KILLED_TASK, -1))
+        slow = [r for r in state.runs if r.get("assistant_id") == "asst_slow"]
+        if ti is None or ti.state != "deferred" or len(slow) != 1:
+            return None
+        path = f"/v1/threads/{slow[0]['thread_id']}/runs/{slow[0]['id']}"
+        gets = [at for at, arrived in state.arrivals if arrived == path]
+        return slow[0] if len(gets) >= 2 else None  # the worker's look, then the trigger's
+
+    run.killed_run = deployment.wait_for("agent_killed deferred and polled", deferred_and_polled, RUN_TIMEOUT)
+    cancel = f"/v1/threads/{run.killed_run['thread_id']}/runs/{run.killed_run['id']}/cancel"
+    marked_at = time.time()
+
+    def marked_failed() -> bool:
+        _snapshot_triggers(run)
+        # The same PATCH again is harmless; a loaded SQLite deployment can answer 500 (a write lost to
+        # a lock), as the UI would show before the user clicks again.
+        try:
+            deployment.api(
+                "PATCH",
+                f"dags/{dag_id}/dagRuns/{dag_run}/taskInstances/{deploy_durable.KILLED_TASK}",
+                {"new_state": "failed"},
+            )
+        except DeploymentError as error:
+            if "HTTP 5" not in str(error):
+                raise
+            return False
+        return True
+
+    deployment.wait_for("agent_killed marked failed through the REST API", marked_failed, 60, interval=2)
+
+    def cancelled() -> float | None:
+        _snapshot_triggers(run)
+        return next((at for at, path in state.arrivals if path == cancel), None)
+
+    deployment.wait_for("the killed task's run cancelled", cancelled, RUN_TIMEOUT)
+    run.cancel_seconds = time.time() - marked_at
 
 
 def mapped_latencies(run: TierRun) -> list[float]:

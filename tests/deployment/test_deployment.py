@@ -12,9 +12,10 @@ from collections import Counter
 
 import pytest
 
-from tests.deployment.dags import deploy_failing
+from tests.deployment.dags import deploy_durable, deploy_failing
 from tests.deployment.dags.deploy_mapped import KILL, MAPPED, StepsDag
 from tests.deployment.scenarios import (
+    AGENT_CONF,
     AGENT_DAG_ID,
     BACKGROUND_CONF,
     KILL_MIN_DEFERRED,
@@ -114,7 +115,7 @@ def test_the_agent_workflow_example_dag_runs_end_to_end(tier: TierRun) -> None:
     }
     assert states == TOOL_PATH_STATES, tier.describe()
     assert tier.run_states[AGENT_DAG_ID] == "success"
-    [run] = tier.state.runs
+    [run] = [run for run in tier.state.runs if run["assistant_id"] == AGENT_CONF["assistant_id"]]
     assert run["status"] == "completed"
     xcoms = tier.xcoms[AGENT_DAG_ID]
     assert xcoms[("start_run", -1, "run_id")] == run["id"]
@@ -138,6 +139,42 @@ def test_the_background_response_example_dag_waits_on_a_triggerer_and_uses_the_a
     assert xcoms[("wait_for_response", -1, "output_text")] == answer
     assert xcoms[("use_answer", -1, "return_value")]["answer"] == answer
     assert tier.state.responses.created == 1
+
+
+def test_create_and_wait_ends_on_the_triggerer_with_the_runs_json_and_usage(tier: TierRun) -> None:
+    dag_id = deploy_durable.DAG_ID
+    ti = tier.task_instances[dag_id][("agent_done", -1)]
+    assert (ti.state, ti.try_number) == ("success", 1), tier.describe()
+    xcoms = tier.xcoms[dag_id]
+    result = xcoms[("agent_done", -1, "return_value")]
+    assert result["status"] == "completed"
+    assert xcoms[("agent_done", -1, "run_id")] == result["id"]
+    assert xcoms[("agent_done", -1, "usage")] == result["usage"]
+
+
+def test_marking_a_deferred_create_and_wait_task_failed_cancels_its_run_and_nothing_else(
+    tier: TierRun,
+) -> None:
+    dag_id = deploy_durable.DAG_ID
+    assert tier.task_instances[dag_id][(deploy_durable.KILLED_TASK, -1)].state == "failed"
+    [killed] = [run for run in tier.state.runs if run["id"] == tier.killed_run["id"]]
+    assert killed["status"] in ("cancelling", "cancelled")
+    # Only that run got a cancel: the triggerer SIGKILL and the trigger moves cancelled nothing.
+    cancels = [path for _, path in tier.state.arrivals if path.endswith("/cancel")]
+    assert cancels == [f"/v1/threads/{killed['thread_id']}/runs/{killed['id']}/cancel"]
+    assert tier.run_states[dag_id] == "failed"
+
+
+def test_a_retry_of_create_and_wait_waits_on_the_run_its_first_try_started(tier: TierRun) -> None:
+    from tests.support.airflow_compat import AIRFLOW_VERSION
+
+    ti = tier.task_instances[deploy_durable.DAG_ID][(deploy_durable.RETRIED_TASK, -1)]
+    assert (ti.state, ti.try_number) == ("success", 2), tier.describe()
+    runs = [run for run in tier.state.runs if run["thread_id"] == tier.durable_thread]
+    # The task state store (3.3+) keeps the first try's run; before 3.3 a retry starts another.
+    assert len(runs) == (1 if AIRFLOW_VERSION.release >= (3, 3) else 2), runs
+    result = tier.xcoms[deploy_durable.DAG_ID][(deploy_durable.RETRIED_TASK, -1, "return_value")]
+    assert (result["id"], result["status"]) == (runs[-1]["id"], "completed")
 
 
 def _secret_hits(tier: TierRun, secrets: tuple[str, ...]) -> set[tuple[str, str]]:
