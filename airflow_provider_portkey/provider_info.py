@@ -15,7 +15,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "hooks": ("hooks.base", "hooks.portkey", "hooks.portkey_async"),
     # operators.response: CreateResponseOperator waits as ResponseSensor does, by being one.
     "sensors": ("sensors.base", "sensors.response", "sensors.run", "sensors.run_step", "operators.response"),
-    "operators": ("operators.response", "operators.run", "operators.run_step"),
+    "operators": ("operators.approval", "operators.response", "operators.run", "operators.run_step"),
     "triggers": ("triggers.base", "triggers.response", "triggers.run", "triggers.run_step"),
 }
 #: Every operator extra link, by class path.

@@ -7,7 +7,7 @@ operators each make one change (or one read) and hand the API's JSON to later ta
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, Context
 
@@ -15,6 +15,9 @@ from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError
 from airflow_provider_portkey.statuses import RunStatus, RunStepStatus
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
+
+if TYPE_CHECKING:
+    from airflow_provider_portkey.models import Run
 
 # A DAG file needs the classes and their constructors only: ``execute`` imports the core (request
 # building, pydantic models) and the hook when it runs.
@@ -36,6 +39,21 @@ def _choices(name: str, value: str | Collection[str] | None, allowed: Collection
         if item not in allowed:
             raise PortkeyConfigurationError(f"{name} has {item!r}; allowed values are {sorted(allowed)}")
     return frozenset(values)
+
+
+def checked_answers(run: Run, tool_outputs: object) -> list[dict[str, str]]:
+    """``tool_outputs`` validated, answering exactly the calls ``run`` waits on, or a clear error."""
+    from airflow_provider_portkey.protocol import validate_tool_outputs
+
+    outputs = validate_tool_outputs(tool_outputs)
+    waiting = {call.id for call in run.required_tool_calls}
+    given = {output["tool_call_id"] for output in outputs}
+    if given != waiting:
+        raise PortkeyConfigurationError(
+            f"tool_outputs must answer exactly the calls run {run.id} waits on: "
+            f"missing {sorted(waiting - given)}, unexpected {sorted(given - waiting)}"
+        )
+    return outputs
 
 
 class CreateRunOperator(PortkeyTaskMixin, BaseOperator):
@@ -280,18 +298,12 @@ class SubmitToolOutputsOperator(PortkeyTaskMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_portkey.protocol import validate_tool_outputs
 
-        outputs = validate_tool_outputs(self.tool_outputs)
+        validate_tool_outputs(self.tool_outputs)  # a bad value fails before any request
         with self.traced_hook(context) as hook:
             run = hook.get_run(self.thread_id, self.run_id)
             if not run.requires_action:
                 raise PortkeyError(f"Cannot submit tool outputs: {run.describe()}, not requires_action")
-            waiting = {call.id for call in run.required_tool_calls}
-            given = {output["tool_call_id"] for output in outputs}
-            if given != waiting:
-                raise PortkeyConfigurationError(
-                    f"tool_outputs must answer exactly the calls run {run.id} waits on: "
-                    f"missing {sorted(waiting - given)}, unexpected {sorted(given - waiting)}"
-                )
+            outputs = checked_answers(run, self.tool_outputs)
             resumed = hook.submit_tool_outputs(self.thread_id, self.run_id, outputs)
         self.log.info("Submitted %d tool outputs: %s", len(outputs), resumed.describe())
         return resumed.to_json()
