@@ -70,8 +70,10 @@ def portkey_approve_tool_calls() -> None:
         assistant_id="{{ params.assistant_id }}",
         thread={"messages": [{"role": "user", "content": "{{ params.question }}"}]},
     )
+    # Not below a few seconds: Airflow (3.0 to 3.3 at least) can fail a deferred task whose trigger
+    # fires before the scheduler has seen the worker exit when it deferred (apache/airflow#67287).
     wait = RunSensor(
-        task_id="wait_for_tool_calls", thread_id=THREAD_ID, run_id=RUN_ID, deferrable=True, poke_interval=2
+        task_id="wait_for_tool_calls", thread_id=THREAD_ID, run_id=RUN_ID, deferrable=True, poke_interval=5
     )
     approve = ApproveToolCallsOperator(
         task_id="approve_tool_calls",
@@ -88,7 +90,7 @@ def portkey_approve_tool_calls() -> None:
         stop_on_requires_action=False,
         fail_on_statuses=("failed", "expired", "incomplete"),  # a cancel by the person is not a failure
         deferrable=True,
-        poke_interval=2,
+        poke_interval=5,
     )
     start >> wait >> approve >> finish
 
