@@ -7,9 +7,9 @@ same thread as an async event loop"). From a ``sync_to_async`` worker thread the
 that loop instead, as ``airflow.providers.common.compat.connection`` does on those versions.
 
 ``HITLOperator`` is the standard provider's human-in-the-loop base (Airflow 3.1+). Where it is
-missing (Airflow 3.0, or a standard provider without it) a stand-in takes its place whose
-constructor fails with :data:`HITL_REQUIREMENT`, so a DAG using an approval task fails at parse
-time, saying what to install, while the rest of the provider keeps working.
+missing (Airflow 3.0, or a standard provider without it) it is plain ``BaseOperator`` and
+:data:`HITL_MISSING` says why, so the approval operator's constructor can fail with
+:data:`HITL_REQUIREMENT` at DAG parse time while the rest of the provider keeps working.
 """
 
 from __future__ import annotations
@@ -35,29 +35,27 @@ HITL_REQUIREMENT = (
     "needs Airflow >= 3.1 with apache-airflow-providers-standard that has human-in-the-loop "
     "operators (airflow.providers.standard.operators.hitl)"
 )
+#: Why this Airflow has no human-in-the-loop base, or ``None`` where it has one.
+HITL_MISSING: str | None = None
 
 if TYPE_CHECKING:
     from airflow.providers.standard.operators.hitl import HITLOperator
 else:
-    from airflow.providers.common.compat.sdk import AirflowOptionalProviderFeatureException, BaseOperator
+    from airflow import __version__ as _airflow_version
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
-    try:
-        from airflow.providers.standard.operators.hitl import HITLOperator
-    except (ImportError, AirflowOptionalProviderFeatureException) as _missing:
-        _HITL_MISSING = str(_missing)
-
-        class HITLOperator(BaseOperator):
-            """Stands in for the human-in-the-loop base where Airflow has none: building a task fails."""
-
-            def __init__(self, **kwargs: object) -> None:
-                from airflow import __version__ as airflow_version
-
-                from airflow_provider_portkey.errors import PortkeyConfigurationError
-
-                raise PortkeyConfigurationError(
-                    f"{type(self).__name__} {HITL_REQUIREMENT}; this is Airflow {airflow_version} "
-                    f"({_HITL_MISSING})"
-                )
+    # Checked before importing: on 3.0 the standard provider's version shims load Airflow 2's
+    # BaseOperator module (slow, and deprecation warnings) before the HITL module refuses.
+    if AIRFLOW_V_3_1_PLUS:
+        try:
+            from airflow.providers.standard.operators.hitl import HITLOperator
+        except ImportError as missing:
+            HITL_MISSING = f"this is Airflow {_airflow_version}: {missing}"
+    else:
+        HITL_MISSING = f"this is Airflow {_airflow_version}"
+    if HITL_MISSING is not None:
+        # The class statement still needs a base; the operator's constructor raises first.
+        from airflow.providers.common.compat.sdk import BaseOperator as HITLOperator
 
 
-__all__ = ["HITL_REQUIREMENT", "HITLOperator", "amask_secret"]
+__all__ = ["HITL_MISSING", "HITL_REQUIREMENT", "HITLOperator", "amask_secret"]

@@ -13,7 +13,7 @@
 The defaults work against the emulator bundled with this provider
 (``python -m airflow_provider_portkey.emulator``): assistant ``asst_tools`` asks for
 ``get_weather`` once. Answer in the UI (Browse -> Required actions), or through the REST API
-(Airflow 3.3; see docs/workflows.md for other versions): ``PATCH /api/v2/dags/<dag id>/dagRuns/
+(Airflow 3.1+): ``PATCH /api/v2/dags/<dag id>/dagRuns/
 <run id>/taskInstances/approve_tool_calls/-1/hitlDetails`` with ``{"chosen_options": ["Approve"]}``.
 
 Connection: ``portkey_default``. On Airflow 3.0 this file fails to parse, saying what is needed.

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_portkey._compat import HITLOperator
+from airflow_provider_portkey._compat import HITL_MISSING, HITL_REQUIREMENT, HITLOperator
 from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError
 from airflow_provider_portkey.operators.run import checked_answers
@@ -149,6 +149,8 @@ class ApproveToolCallsOperator(PortkeyTaskMixin, HITLOperator):
         hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if HITL_MISSING is not None:
+            raise PortkeyConfigurationError(f"{type(self).__name__} {HITL_REQUIREMENT}; {HITL_MISSING}")
         for fixed in ("options", "multiple"):
             if fixed in kwargs:
                 raise PortkeyConfigurationError(f"{fixed} is set by {type(self).__name__}; do not pass it")

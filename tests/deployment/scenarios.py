@@ -254,7 +254,7 @@ def approve_through_the_rest_api(run: TierRun) -> None:
     """Wait until the approval task waits for a person, read what it shows, and answer "Approve"."""
     deployment = run.deployment
     dag_run_id = run.run_ids[APPROVAL_DAG_ID]
-    # Airflow 3.3's route (3.1 and 3.2 have another, see docs/workflows.md).
+    # What the UI calls (Airflow 3.1+; read in 3.3.2's api_fastapi/core_api/routes/public/hitl.py).
     path = f"dags/{APPROVAL_DAG_ID}/dagRuns/{dag_run_id}/taskInstances/{APPROVAL_TASK_ID}/-1/hitlDetails"
 
     parked = (
@@ -263,7 +263,10 @@ def approve_through_the_rest_api(run: TierRun) -> None:
     )
 
     def waiting() -> str | None:
-        ti = deployment.task_instances(APPROVAL_DAG_ID, dag_run_id).get((APPROVAL_TASK_ID, -1))
+        tis = deployment.task_instances(APPROVAL_DAG_ID, dag_run_id)
+        ti = tis.get((APPROVAL_TASK_ID, -1))
+        if ti is not None and ti.state in ("success", "failed", "upstream_failed", "skipped"):
+            raise DeploymentError(f"the approval task ended without an answer: {tis}")
         if ti is None or ti.state not in ("awaiting_input", "deferred"):
             return None
         # Airflow 3.3.2 fails the task if the answer resumes it before the scheduler has seen the

@@ -26,8 +26,11 @@ from airflow_provider_portkey.operators.approval import (
     describe_tool_calls,
 )
 from tests.sensors.support import FakeTaskInstance, log_text, make_context
+from tests.support.airflow_compat import AIRFLOW_VERSION
 from tests.support.secrets import assert_no_secret
 
+HAS_HITL = AIRFLOW_VERSION.release >= (3, 1)
+needs_hitl = pytest.mark.skipif(not HAS_HITL, reason="Airflow 3.0: see the parse-error test below")
 pytestmark = pytest.mark.usefixtures("portkey_conn")
 
 TRACE = "trace-of-the-create-task"
@@ -92,6 +95,7 @@ def outputs(run: Run) -> dict[str, str | None]:
     }
 
 
+@needs_hitl
 def test_approve_runs_the_callable_after_approval_and_submits_its_outputs(emulator: EmulatorServer) -> None:
     run = requires_action_run()
     seen: list[list[dict[str, Any]]] = []
@@ -113,6 +117,7 @@ def test_approve_runs_the_callable_after_approval_and_submits_its_outputs(emulat
     }
 
 
+@needs_hitl
 def test_approve_without_a_callable_submits_what_the_person_typed(emulator: EmulatorServer) -> None:
     run = requires_action_run()
     [call] = run.required_tool_calls
@@ -121,6 +126,7 @@ def test_approve_without_a_callable_submits_what_the_person_typed(emulator: Emul
     assert outputs(run) == {call.id: '{"temperature_c": 18}'}
 
 
+@needs_hitl
 def test_approve_with_outputs_for_other_calls_fails_and_sends_nothing(emulator: EmulatorServer) -> None:
     run = requires_action_run()
     with pytest.raises(PortkeyConfigurationError, match="missing"):
@@ -130,6 +136,7 @@ def test_approve_with_outputs_for_other_calls_fails_and_sends_nothing(emulator: 
     assert submit_requests(emulator) == 0
 
 
+@needs_hitl
 def test_refuse_answers_every_call_with_the_comment_or_the_refusal(emulator: EmulatorServer) -> None:
     run = requires_action_run()
     [call] = run.required_tool_calls
@@ -140,6 +147,7 @@ def test_refuse_answers_every_call_with_the_comment_or_the_refusal(emulator: Emu
     assert (outputs(run), outputs(other)) == ({call.id: "Not Paris."}, {other_call.id: "No."})
 
 
+@needs_hitl
 def test_cancel_cancels_the_run_and_submits_nothing(emulator: EmulatorServer) -> None:
     run = requires_action_run()
     result, ti = resume(approval(run), run, ApproveToolCallsOperator.CANCEL)
@@ -148,6 +156,7 @@ def test_cancel_cancels_the_run_and_submits_nothing(emulator: EmulatorServer) ->
     assert ti.pushed[DECISION_XCOM_KEY]["decision"] == "cancelled"
 
 
+@needs_hitl
 def test_a_run_that_moved_on_while_waiting_is_left_alone(emulator: EmulatorServer) -> None:
     run = requires_action_run()
     shown = [{"id": "call_shown_earlier", "type": "function", "function": {"name": "x", "arguments": "{}"}}]
@@ -156,6 +165,7 @@ def test_a_run_that_moved_on_while_waiting_is_left_alone(emulator: EmulatorServe
     assert submit_requests(emulator) == 0
 
 
+@needs_hitl
 def test_the_decision_is_recorded_as_portkey_feedback_when_asked(emulator: EmulatorServer) -> None:
     run = requires_action_run()
     operator = approval(run, record_feedback=True, feedback_trace_id=TRACE, feedback_weight=0.5)
@@ -179,6 +189,7 @@ def test_the_decision_is_recorded_as_portkey_feedback_when_asked(emulator: Emula
     assert request.method == "POST"
 
 
+@needs_hitl
 def test_no_feedback_unless_asked(emulator: EmulatorServer) -> None:
     run = requires_action_run()
     resume(
@@ -189,6 +200,7 @@ def test_no_feedback_unless_asked(emulator: EmulatorServer) -> None:
     assert emulator.state.feedback.items == []
 
 
+@needs_hitl
 def test_a_failed_feedback_is_logged_and_the_decision_stands(
     emulator: EmulatorServer, debug_logs: list[dict[str, Any]]
 ) -> None:
@@ -204,6 +216,7 @@ def test_a_failed_feedback_is_logged_and_the_decision_stands(
     assert_no_secret(text)
 
 
+@needs_hitl
 def test_a_run_not_waiting_for_tool_outputs_is_refused_before_asking_anyone(emulator: EmulatorServer) -> None:
     with PortkeyHook() as hook:
         run = hook.create_thread_and_run(ASST_DEMO)
@@ -211,6 +224,7 @@ def test_a_run_not_waiting_for_tool_outputs_is_refused_before_asking_anyone(emul
         approval(run).execute(make_context(PullingTaskInstance()))
 
 
+@needs_hitl
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [
@@ -226,6 +240,7 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(arguments: dict[str, Any], na
         approval(run, **arguments)
 
 
+@needs_hitl
 def test_the_person_is_offered_approve_and_the_chosen_rejections() -> None:
     run = Run.from_api({"id": "run_1", "thread_id": "thread_1", "status": "requires_action"})
     assert approval(run).options == ["Approve", "Reject: tell the agent", "Reject: cancel the run"]
@@ -246,3 +261,12 @@ def test_tool_calls_are_shown_with_names_ids_and_pretty_arguments() -> None:
     text = describe_tool_calls(calls)
     assert '**1. `get_weather`** (id `call_1`)\n\n```json\n{\n  "city": "Paris"\n}\n```' in text
     assert "**2. `shell`** (id `call_2`)\n\n````text\nnot json ```\n````" in text
+
+
+@pytest.mark.skipif(HAS_HITL, reason="only Airflow 3.0 lacks human-in-the-loop")
+def test_on_airflow_3_0_building_the_task_fails_naming_the_versions_needed() -> None:
+    run = Run.from_api({"id": "run_1", "thread_id": "thread_1", "status": "requires_action"})
+    with pytest.raises(
+        PortkeyConfigurationError, match=r"needs Airflow >= 3\.1 with apache-airflow-providers-standard"
+    ):
+        approval(run)
