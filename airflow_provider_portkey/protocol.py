@@ -358,6 +358,42 @@ def submit_tool_outputs_request(thread_id: object, run_id: object, tool_outputs:
     return assistants_request("POST", _run_path(thread_id, run_id, "submit_tool_outputs"), body=body)
 
 
+#: Portkey's feedback scale: ``value`` is a whole number in this range, ``weight`` in 0..1.
+FEEDBACK_VALUE_RANGE = (-10, 10)
+
+
+def feedback_request(
+    trace_id: object,
+    value: object,
+    *,
+    weight: object = None,
+    metadata: Mapping[str, str] | None = None,
+) -> ApiRequest:
+    """
+    ``POST /feedback``: Portkey's feedback on a trace (hosted Portkey; the open-source gateway has none).
+
+    ``value`` is a whole number from -10 to 10, ``weight`` (optional, Portkey's default 1.0) from
+    0 to 1, ``metadata`` string pairs (``_user`` and friends are indexed by Portkey).
+    """
+    if not isinstance(trace_id, str) or not trace_id.strip() or not trace_id.isprintable():
+        raise _bad_body("trace_id", "must be a non-empty, printable string", trace_id)
+    low, high = FEEDBACK_VALUE_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad_body("value", f"must be a whole number from {low} to {high}", value)
+    body: dict[str, Any] = {"trace_id": trace_id, "value": value}
+    if weight is not None:
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
+            raise _bad_body("weight", "must be a number from 0 to 1", weight)
+        body["weight"] = float(weight)
+    if metadata is not None:
+        if not isinstance(metadata, Mapping) or not all(
+            isinstance(key, str) and isinstance(item, str) for key, item in metadata.items()
+        ):
+            raise _bad_body("metadata", "must be a mapping of strings to strings", metadata)
+        body["metadata"] = dict(metadata)
+    return ApiRequest("POST", "/feedback", body=body)
+
+
 def redact(text: str, secrets: Collection[str]) -> str:
     for secret in secrets:
         if secret:
@@ -685,6 +721,11 @@ def parse_run_step(request: ApiRequest, payload: Any, secrets: Collection[str] =
 def parse_run(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> Run:
     """A run, or a clear error quoting what came instead."""
     return _parse(request, payload, secrets, lambda data: Run.from_api(data))
+
+
+def parse_feedback(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> dict[str, Any]:
+    """Portkey's answer to a feedback (``status``, ``message``, ``feedback_ids``), as sent."""
+    return _parse(request, payload, secrets, dict)
 
 
 def parse_run_step_list(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> RunStepList:

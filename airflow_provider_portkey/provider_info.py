@@ -22,7 +22,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "operators.response",
         "operators.run",
     ),
-    "operators": ("operators.response", "operators.run", "operators.run_step"),
+    "operators": ("operators.approval", "operators.response", "operators.run", "operators.run_step"),
     "triggers": ("triggers.base", "triggers.response", "triggers.run", "triggers.run_step"),
 }
 #: Every operator extra link, by class path.

@@ -14,6 +14,7 @@ from airflow_provider_portkey.errors import (
     PortkeyAuthError,
     PortkeyBadResponseError,
     PortkeyClientError,
+    PortkeyConfigurationError,
     PortkeyConnectionError,
     PortkeyGuardrailError,
     PortkeyLimitExhaustedError,
@@ -31,6 +32,7 @@ from airflow_provider_portkey.protocol import (
     create_thread_and_run_request,
     error_for_status,
     excerpt,
+    feedback_request,
     get_run_request,
     interpret_response,
     list_run_steps_request,
@@ -91,6 +93,28 @@ def test_assistants_requests_and_only_they_carry_the_assistants_beta_header() ->
     assert {request.description: request.headers for request in responses} == {
         request.description: () for request in responses
     }
+
+
+def test_feedback_request_body_and_its_checks() -> None:
+    request = feedback_request("airflow/d/r/t/try-1", -10, weight=1, metadata={"_user": "ada"})
+    assert (request.method, request.path, request.safe_to_repeat) == ("POST", "/feedback", False)
+    assert request.body == {
+        "trace_id": "airflow/d/r/t/try-1",
+        "value": -10,
+        "weight": 1.0,
+        "metadata": {"_user": "ada"},
+    }
+    assert feedback_request("t", 0).body == {"trace_id": "t", "value": 0}
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"trace_id": "", "value": 1}, "trace_id"),
+        ({"trace_id": "t", "value": 11}, "value must be a whole number from -10 to 10, got 11"),
+        ({"trace_id": "t", "value": True}, "value"),
+        ({"trace_id": "t", "value": 1, "weight": 1.5}, "weight must be a number from 0 to 1"),
+        ({"trace_id": "t", "value": 1, "metadata": {"k": 1}}, "metadata must be a mapping of strings"),
+    ]
+    for arguments, named in bad:
+        with pytest.raises(PortkeyConfigurationError, match=named):
+            feedback_request(**arguments)
 
 
 def test_list_request_defaults_and_cursors() -> None:

@@ -47,6 +47,21 @@ def _choices(name: str, value: str | Collection[str] | None, allowed: Collection
     return frozenset(values)
 
 
+def checked_answers(run: Run, tool_outputs: object) -> list[dict[str, str]]:
+    """``tool_outputs`` validated, answering exactly the calls ``run`` waits on, or a clear error."""
+    from airflow_provider_portkey.protocol import validate_tool_outputs
+
+    outputs = validate_tool_outputs(tool_outputs)
+    waiting = {call.id for call in run.required_tool_calls}
+    given = {output["tool_call_id"] for output in outputs}
+    if given != waiting:
+        raise PortkeyConfigurationError(
+            f"tool_outputs must answer exactly the calls run {run.id} waits on: "
+            f"missing {sorted(waiting - given)}, unexpected {sorted(given - waiting)}"
+        )
+    return outputs
+
+
 class CreateRunOperator(CreateAndWaitMixin, RunSensor):
     """
     Start an agent run: on a new thread (``POST /threads/runs``), or on ``thread_id`` if given.
@@ -302,18 +317,12 @@ class SubmitToolOutputsOperator(PortkeyTaskMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_portkey.protocol import validate_tool_outputs
 
-        outputs = validate_tool_outputs(self.tool_outputs)
+        validate_tool_outputs(self.tool_outputs)  # a bad value fails before any request
         with self.traced_hook(context) as hook:
             run = hook.get_run(self.thread_id, self.run_id)
             if not run.requires_action:
                 raise PortkeyError(f"Cannot submit tool outputs: {run.describe()}, not requires_action")
-            waiting = {call.id for call in run.required_tool_calls}
-            given = {output["tool_call_id"] for output in outputs}
-            if given != waiting:
-                raise PortkeyConfigurationError(
-                    f"tool_outputs must answer exactly the calls run {run.id} waits on: "
-                    f"missing {sorted(waiting - given)}, unexpected {sorted(given - waiting)}"
-                )
+            outputs = checked_answers(run, self.tool_outputs)
             resumed = hook.submit_tool_outputs(self.thread_id, self.run_id, outputs)
         self.log.info("Submitted %d tool outputs: %s", len(outputs), resumed.describe())
         return resumed.to_json()

@@ -34,6 +34,7 @@ DAG_FILES = [
     *sorted((REPO_ROOT / "tests" / "deployment" / "dags").glob("deploy_*.py")),
     REPO_ROOT / "example_dags" / "portkey_agent_workflow.py",
     REPO_ROOT / "example_dags" / "portkey_background_response.py",
+    REPO_ROOT / "example_dags" / "portkey_approve_tool_calls.py",
 ]
 FIGURES = pytest.StashKey[list[str]]()
 

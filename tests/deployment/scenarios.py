@@ -40,6 +40,9 @@ from tests.deployment.harness import (
 from tests.example_dags.background_response import DAG_ID as BACKGROUND_DAG_ID
 
 AGENT_DAG_ID = "portkey_agent_workflow"
+#: The human-approval example: a person (here the REST API, as the UI calls it) approves the tool call.
+APPROVAL_DAG_ID = "portkey_approve_tool_calls"
+APPROVAL_TASK_ID = "approve_tool_calls"
 AGENT_CONF = {"assistant_id": "asst_tools", "question": "What is the weather in Paris?"}
 BACKGROUND_CONF = {"model": "emulator-completes", "question": "Why is the sky blue?"}
 #: Statuses of a mapped step: the sensor's own check, then the trigger's polls until it completes.
@@ -83,6 +86,12 @@ class TierRun:
     kill_deadlines_before: dict[int, tuple[float, datetime | None]] = field(default_factory=dict)
     kill_deadlines_after: dict[int, tuple[float, datetime | None]] = field(default_factory=dict)
     deferred_at_kill: int = 0
+    #: Approval scenario (Airflow 3.1+): the HITL detail the API showed before the answer, the answer's
+    #: response, and the task's state while it waited. On 3.0: the DAG file's import error instead.
+    hitl_detail: dict[str, Any] = field(default_factory=dict)
+    hitl_answer: dict[str, Any] = field(default_factory=dict)
+    approval_waiting_state: str | None = None
+    approval_import_error: str | None = None
     requests_while_down: int = 0
     seconds_down: float = 0.0
     recovery_seconds: float = 0.0
@@ -225,6 +234,8 @@ def run_scenarios(run: TierRun) -> None:
         polled_again = {path for at, path in state.arrivals if at > restarted_at}
         return pairs if waiting <= polled_again else None
 
+    if has_hitl():
+        run.run_ids[APPROVAL_DAG_ID] = deployment.trigger(APPROVAL_DAG_ID)
     after = deployment.wait_for("every kill-DAG step polled by a new triggerer", recovered, RUN_TIMEOUT)
     run.recovery_seconds = time.time() - killed_at
     run.kill_deadlines_after = _deadlines({k: v for k, v in after.items() if k in before})
@@ -232,6 +243,10 @@ def run_scenarios(run: TierRun) -> None:
         state.add_step(KILL.thread_id, KILL.run_id, step_id, statuses=("completed",))
 
     _kill_deferred_agent(run)
+    if has_hitl():
+        approve_through_the_rest_api(run)
+    else:
+        run.approval_import_error = _import_error(run, f"{APPROVAL_DAG_ID}.py")
 
     # 4. Every run ends.
     def all_done() -> bool:
@@ -290,6 +305,51 @@ def _kill_deferred_agent(run: TierRun) -> None:
 
     deployment.wait_for("the killed task's run cancelled", cancelled, RUN_TIMEOUT)
     run.cancel_seconds = time.time() - marked_at
+
+
+def has_hitl() -> bool:
+    from tests.support.airflow_compat import AIRFLOW_VERSION
+
+    return AIRFLOW_VERSION.release >= (3, 1)
+
+
+def approve_through_the_rest_api(run: TierRun) -> None:
+    """Wait until the approval task waits for a person, read what it shows, and answer "Approve"."""
+    deployment = run.deployment
+    dag_run_id = run.run_ids[APPROVAL_DAG_ID]
+    # What the UI calls (Airflow 3.1+; read in 3.3.2's api_fastapi/core_api/routes/public/hitl.py).
+    path = f"dags/{APPROVAL_DAG_ID}/dagRuns/{dag_run_id}/taskInstances/{APPROVAL_TASK_ID}/-1/hitlDetails"
+
+    parked = (
+        "executor event with state success for task instance "
+        f"TaskInstanceKey(dag_id='{APPROVAL_DAG_ID}', task_id='{APPROVAL_TASK_ID}'"
+    )
+
+    def waiting() -> str | None:
+        tis = deployment.task_instances(APPROVAL_DAG_ID, dag_run_id)
+        ti = tis.get((APPROVAL_TASK_ID, -1))
+        if ti is not None and ti.state in ("success", "failed", "upstream_failed", "skipped"):
+            raise DeploymentError(f"the approval task ended without an answer: {tis}")
+        if ti is None or ti.state not in ("awaiting_input", "deferred"):
+            return None
+        # Airflow 3.3.2 fails the task if the answer resumes it before the scheduler has seen the
+        # parked worker exit ("finished with state success, but the task instance's state attribute
+        # is queued"): a person is never that fast; the test waits for that executor event.
+        return ti.state if parked in deployment.component_log("scheduler") else None
+
+    run.approval_waiting_state = deployment.wait_for(
+        "the approval task waiting for a person", waiting, RUN_TIMEOUT
+    )
+    run.hitl_detail = deployment.api("GET", path)
+    run.hitl_answer = deployment.api("PATCH", path, {"chosen_options": ["Approve"], "params_input": {}})
+
+
+def _import_error(run: TierRun, filename: str) -> str:
+    def found() -> str | None:
+        errors = run.deployment.api("GET", "importErrors")["import_errors"]
+        return next((e["stack_trace"] for e in errors if e["filename"].endswith(filename)), None)
+
+    return run.deployment.wait_for(f"the import error of {filename}", found, RUN_TIMEOUT)
 
 
 def mapped_latencies(run: TierRun) -> list[float]:

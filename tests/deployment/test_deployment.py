@@ -7,6 +7,7 @@ each test asserts what the database, the logs and the emulator say about one of 
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
@@ -15,12 +16,13 @@ import pytest
 from tests.deployment.dags import deploy_durable, deploy_failing
 from tests.deployment.dags.deploy_mapped import KILL, MAPPED, StepsDag
 from tests.deployment.scenarios import (
-    AGENT_CONF,
     AGENT_DAG_ID,
+    APPROVAL_DAG_ID,
     BACKGROUND_CONF,
     KILL_MIN_DEFERRED,
     MAPPED_STATUSES,
     TierRun,
+    has_hitl,
 )
 from tests.example_dags.agent_workflow import TOOL_PATH_STATES
 from tests.example_dags.background_response import ANSWERED_STATES
@@ -115,10 +117,9 @@ def test_the_agent_workflow_example_dag_runs_end_to_end(tier: TierRun) -> None:
     }
     assert states == TOOL_PATH_STATES, tier.describe()
     assert tier.run_states[AGENT_DAG_ID] == "success"
-    [run] = [run for run in tier.state.runs if run["assistant_id"] == AGENT_CONF["assistant_id"]]
-    assert run["status"] == "completed"
     xcoms = tier.xcoms[AGENT_DAG_ID]
-    assert xcoms[("start_run", -1, "run_id")] == run["id"]
+    [run] = [run for run in tier.state.runs if run["id"] == xcoms[("start_run", -1, "run_id")]]
+    assert run["status"] == "completed"
     assert xcoms[("wait_after_tools", -1, "return_value")]["status"] == "completed"
 
 
@@ -175,6 +176,52 @@ def test_a_retry_of_create_and_wait_waits_on_the_run_its_first_try_started(tier:
     assert len(runs) == (1 if AIRFLOW_VERSION.release >= (3, 3) else 2), runs
     result = tier.xcoms[deploy_durable.DAG_ID][(deploy_durable.RETRIED_TASK, -1, "return_value")]
     assert (result["id"], result["status"]) == (runs[-1]["id"], "completed")
+
+
+@pytest.mark.skipif(not has_hitl(), reason="Airflow 3.0 has no human-in-the-loop: see the parse-error test")
+def test_a_person_approves_the_tool_calls_through_the_rest_api_and_the_agent_finishes(tier: TierRun) -> None:
+    from tests.support.airflow_compat import AIRFLOW_VERSION
+
+    # It waited without a worker: parked in awaiting_input on 3.3, deferred to HITLTrigger before.
+    expected_wait = "awaiting_input" if AIRFLOW_VERSION.release >= (3, 3) else "deferred"
+    assert tier.approval_waiting_state == expected_wait
+    detail = tier.hitl_detail
+    assert detail["options"] == ["Approve", "Reject: tell the agent", "Reject: cancel the run"]
+    assert "**1. `get_weather`**" in detail["body"]
+    assert '```json\n{\n  "city": "Paris"\n}\n```' in detail["body"]
+    assert "The agent was asked: What is the weather in Paris?" in detail["body"]
+    assert tier.hitl_answer["chosen_options"] == ["Approve"]
+
+    xcoms = tier.xcoms[APPROVAL_DAG_ID]
+    states = {task_id: ti.state for (task_id, _), ti in tier.task_instances[APPROVAL_DAG_ID].items()}
+    assert states == dict.fromkeys(
+        ("start_run", "wait_for_tool_calls", "approve_tool_calls", "wait_for_answer"), "success"
+    ), tier.describe()
+    [call] = xcoms[("approve_tool_calls", -1, "tool_calls")]
+    decision = xcoms[("approve_tool_calls", -1, "decision")]
+    assert (decision["decision"], decision["tool_call_ids"]) == ("approved", [call["id"]])
+    assert xcoms[("wait_for_answer", -1, "return_value")]["status"] == "completed"
+    # The tool ran after approval: its output is in the run's tool_calls step.
+    run_id = xcoms[("start_run", -1, "run_id")]
+    steps = tier.state.list_steps(xcoms[("start_run", -1, "thread_id")], run_id) or []
+    [output] = [
+        c["function"]["output"]
+        for s in steps
+        if s["type"] == "tool_calls"
+        for c in s["step_details"]["tool_calls"]
+    ]
+    assert json.loads(output) == {"city": "Paris", "temperature_c": 18, "conditions": "sunny"}
+    # And the decision is Portkey feedback on the approval task's trace.
+    [feedback] = tier.state.feedback.items
+    assert (feedback["value"], feedback["metadata"]["decision"]) == (1, "approved")
+    assert feedback["trace_id"].startswith(f"airflow/{APPROVAL_DAG_ID}/")
+    assert feedback["metadata"]["agent_run_id"] == run_id
+
+
+@pytest.mark.skipif(has_hitl(), reason="only Airflow 3.0 lacks human-in-the-loop")
+def test_on_airflow_3_0_the_approval_dag_fails_to_parse_saying_what_it_needs(tier: TierRun) -> None:
+    assert tier.approval_import_error is not None
+    assert "ApproveToolCallsOperator needs Airflow >= 3.1" in tier.approval_import_error
 
 
 def _secret_hits(tier: TierRun, secrets: tuple[str, ...]) -> set[tuple[str, str]]:
