@@ -326,6 +326,7 @@ def approve_through_the_rest_api(run: TierRun) -> None:
     )
 
     def waiting() -> str | None:
+        _snapshot_triggers(run)  # the other DAGs' waits come and go meanwhile
         tis = deployment.task_instances(APPROVAL_DAG_ID, dag_run_id)
         ti = tis.get((APPROVAL_TASK_ID, -1))
         if ti is not None and ti.state in ("success", "failed", "upstream_failed", "skipped"):
