@@ -6,9 +6,6 @@ loop, asks its supervisor through ``async_to_sync`` and raises ("You cannot use 
 same thread as an async event loop"). From a ``sync_to_async`` worker thread the request runs on
 that loop instead, as ``airflow.providers.common.compat.connection`` does on those versions.
 
-``TRIGGER_ON_KILL``: whether the triggerer calls ``BaseTrigger.on_kill`` when a person marks,
-clears or succeeds a deferred task (Airflow 3.3+); before, a trigger only sees its cancellation.
-
 ``HITLOperator`` is the standard provider's human-in-the-loop base (Airflow 3.1+). Where it is
 missing (Airflow 3.0, or a standard provider without it) it is plain ``BaseOperator`` and
 :data:`HITL_MISSING` says why, so the approval operator's constructor can fail with
@@ -18,10 +15,6 @@ missing (Airflow 3.0, or a standard provider without it) it is plain ``BaseOpera
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from airflow.triggers.base import BaseTrigger
-
-TRIGGER_ON_KILL = hasattr(BaseTrigger, "on_kill")
 
 if TYPE_CHECKING:
     from airflow.sdk.log import amask_secret
@@ -65,4 +58,4 @@ else:
         from airflow.providers.common.compat.sdk import BaseOperator as HITLOperator
 
 
-__all__ = ["HITL_MISSING", "HITL_REQUIREMENT", "TRIGGER_ON_KILL", "HITLOperator", "amask_secret"]
+__all__ = ["HITL_MISSING", "HITL_REQUIREMENT", "HITLOperator", "amask_secret"]

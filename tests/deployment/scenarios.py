@@ -303,6 +303,10 @@ def _kill_deferred_agent(run: TierRun) -> None:
         _snapshot_triggers(run)
         return next((at for at, path in state.arrivals if path == cancel), None)
 
+    from tests.support.airflow_compat import AIRFLOW_VERSION
+
+    if AIRFLOW_VERSION.release < (3, 3):
+        return  # no on_kill for triggers before 3.3: the run goes on (the test checks no cancel came)
     deployment.wait_for("the killed task's run cancelled", cancelled, RUN_TIMEOUT)
     run.cancel_seconds = time.time() - marked_at
 

@@ -21,7 +21,6 @@ from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.operators.response import CreateResponseOperator
 from airflow_provider_portkey.operators.run import CreateRunOperator
 from airflow_provider_portkey.sensors.run import RunSensor
-from airflow_provider_portkey.triggers import cancellation
 from airflow_provider_portkey.triggers.base import PortkeyPollTrigger
 from airflow_provider_portkey.triggers.run import RunTrigger
 from tests.sensors.support import FakeClock, FakeTaskInstance, defer, recreate_trigger, run_deferred
@@ -216,10 +215,6 @@ def test_a_response_retry_re_attaches_through_the_same_mechanism(emulator: Emula
 # -- cancel while deferred (the trigger) ---------------------------------------------------------------
 
 
-class _DeferredTaskInstance:
-    dag_id, task_id, run_id, map_index = "create_and_wait_tests", "agent", "manual__1", -1
-
-
 def _cancelled_while_polling(trigger: PortkeyPollTrigger, emulator: EmulatorServer) -> None:
     """Run the trigger until it has polled once, then cancel it as a triggerer does."""
 
@@ -238,39 +233,6 @@ def _cancelled_while_polling(trigger: PortkeyPollTrigger, emulator: EmulatorServ
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(
-    ("task_state", "cancels"),
-    [("failed", True), ("success", True), (None, True), ("deferred", False), ("missing", False)],
-)
-def test_a_cancelled_trigger_cancels_the_run_only_when_the_task_stopped_being_deferred(
-    emulator: EmulatorServer, mocker: Any, task_state: str | None, cancels: bool
-) -> None:
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-    mocker.patch.object(cancellation, "TRIGGER_ON_KILL", False)  # the Airflow < 3.3 path, on any Airflow
-    ti = _DeferredTaskInstance()
-    answer = {} if task_state == "missing" else {ti.run_id: {ti.task_id: task_state}}
-    asked = mocker.patch.object(RuntimeTaskInstance, "get_task_states", return_value=answer)  # Task SDK seam
-    with PortkeyHook() as hook:
-        started = hook.create_thread_and_run(ASST_SLOW)
-    deferred = defer(
-        create_run("deferrable", assistant_id=ASST_SLOW, timeout=600),
-        context(),
-    )
-    trigger = recreate_trigger(deferred.trigger)
-    assert isinstance(trigger, RunTrigger)
-    assert trigger.cancel_on_kill
-    trigger.thread_id, trigger.run_id = started.thread_id, started.id
-    trigger.task_instance = ti  # type: ignore[assignment]  # what the triggerer sets
-    trigger.polls_done = 0  # poll at once
-    _cancelled_while_polling(trigger, emulator)
-    asked.assert_called_once_with(  # Airflow < 3.3: the trigger asks for the task's state
-        dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=None
-    )
-    cancel_path = f"/v1/threads/{started.thread_id}/runs/{started.id}/cancel"
-    assert posts(emulator, cancel_path) == int(cancels)
-
-
 def _slow_run_trigger(emulator: EmulatorServer, **kwargs: Any) -> tuple[RunTrigger, str]:
     with PortkeyHook() as hook:
         started = hook.create_thread_and_run(ASST_SLOW)
@@ -281,10 +243,9 @@ def _slow_run_trigger(emulator: EmulatorServer, **kwargs: Any) -> tuple[RunTrigg
 
 
 @pytest.mark.parametrize("cancel_on_kill", [True, False])
-def test_airflow_33_on_kill_cancels_the_run_and_a_plain_cancellation_does_not(
-    emulator: EmulatorServer, mocker: Any, cancel_on_kill: bool
+def test_on_kill_cancels_the_run_and_a_plain_cancellation_does_not(
+    emulator: EmulatorServer, cancel_on_kill: bool
 ) -> None:
-    mocker.patch.object(cancellation, "TRIGGER_ON_KILL", True)  # what Airflow 3.3+ offers
     trigger, cancel_path = _slow_run_trigger(emulator, cancel_on_kill=cancel_on_kill)
     _cancelled_while_polling(trigger, emulator)  # a triggerer stopping or handing the trigger over
     assert posts(emulator, cancel_path) == 0
