@@ -91,13 +91,16 @@ def _record_figures(config: pytest.Config, leg: str, run: TierRun) -> None:
 
     latencies = mapped_latencies(run)
     counts = request_counts(run)
+    cancelled = (
+        f"{run.cancel_seconds:.1f} s" if run.cancel_seconds is not None else "never (no on_kill before 3.3)"
+    )
     config.stash.setdefault(FIGURES, []).append(
         f"deployment tier, Airflow {AIRFLOW_VERSION}, {leg}: scenarios {run.tier_seconds:.0f} s "
         f"(healthy after {run.healthy_seconds:.0f} s); step completed -> task success "
         f"median {statistics.median(latencies):.1f} s, max {max(latencies):.1f} s; "
         f"triggerer SIGKILL -> every wait polled again {run.recovery_seconds:.1f} s "
         f"({run.seconds_down:.1f} s without a triggerer); "
-        f"deferred task marked failed -> its run cancelled {run.cancel_seconds:.1f} s; "
+        f"deferred task marked failed -> its run cancelled {cancelled}; "
         f"GETs per mapped step {dict(sorted(counts.items()))} (minimum {len(MAPPED_STATUSES)})"
     )
 

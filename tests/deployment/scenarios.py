@@ -100,7 +100,7 @@ class TierRun:
     durable_thread: str = ""
     killed_run: dict[str, Any] = field(default_factory=dict)
     #: Seconds from marking ``agent_killed`` failed to the cancel reaching the emulator.
-    cancel_seconds: float = 0.0
+    cancel_seconds: float | None = None  # None before 3.3: no trigger on_kill, no cancel
     healthy_seconds: float = 0.0
 
     @property
