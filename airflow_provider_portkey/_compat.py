@@ -1,10 +1,15 @@
-"""What ``airflow.providers.common.compat`` does not cover yet: the version switches of this package.
+"""What ``airflow.providers.common.compat`` does not cover yet: this package's version switches.
 
 ``amask_secret`` registers a secret for redaction from an event loop (a trigger). Airflow 3.3 has
 it in ``airflow.sdk.log``; 3.0 has only the sync ``mask_secret``, which, called on the triggerer's
 loop, asks its supervisor through ``async_to_sync`` and raises ("You cannot use AsyncToSync in the
 same thread as an async event loop"). From a ``sync_to_async`` worker thread the request runs on
 that loop instead, as ``airflow.providers.common.compat.connection`` does on those versions.
+
+``HITLOperator`` is the standard provider's human-in-the-loop base (Airflow 3.1+). Where it is
+missing (Airflow 3.0, or a standard provider without it) it is plain ``BaseOperator`` and
+:data:`HITL_MISSING` says why, so the approval operator's constructor can fail with
+:data:`HITL_REQUIREMENT` at DAG parse time while the rest of the provider keeps working.
 """
 
 from __future__ import annotations
@@ -33,4 +38,32 @@ else:
             await sync_to_async(mask_secret)(secret, name)
 
 
-__all__ = ["ZERO_WORKER_WAITS", "amask_secret"]
+#: What an approval task needs, for the error raised where it is missing.
+HITL_REQUIREMENT = (
+    "needs Airflow >= 3.1 with apache-airflow-providers-standard that has human-in-the-loop "
+    "operators (airflow.providers.standard.operators.hitl)"
+)
+#: Why this Airflow has no human-in-the-loop base, or ``None`` where it has one.
+HITL_MISSING: str | None = None
+
+if TYPE_CHECKING:
+    from airflow.providers.standard.operators.hitl import HITLOperator
+else:
+    from airflow import __version__ as _airflow_version
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
+
+    # Checked before importing: on 3.0 the standard provider's version shims load Airflow 2's
+    # BaseOperator module (slow, and deprecation warnings) before the HITL module refuses.
+    if AIRFLOW_V_3_1_PLUS:
+        try:
+            from airflow.providers.standard.operators.hitl import HITLOperator
+        except ImportError as missing:
+            HITL_MISSING = f"this is Airflow {_airflow_version}: {missing}"
+    else:
+        HITL_MISSING = f"this is Airflow {_airflow_version}"
+    if HITL_MISSING is not None:
+        # The class statement still needs a base; the operator's constructor raises first.
+        from airflow.providers.common.compat.sdk import BaseOperator as HITLOperator
+
+
+__all__ = ["HITL_MISSING", "HITL_REQUIREMENT", "ZERO_WORKER_WAITS", "HITLOperator", "amask_secret"]

@@ -21,8 +21,9 @@ from airflow_provider_portkey.models import (
     _status,
     _StatusObject,
 )
-from airflow_provider_portkey.statuses import OUTPUT_TEXT_XCOM_KEY, STATUS_XCOM_KEY, USAGE_XCOM_KEY
+from airflow_provider_portkey.statuses import OUTPUT_TEXT_XCOM_KEY, STATUS_XCOM_KEY
 from airflow_provider_portkey.statuses import ResponseStatus as ResponseStatus
+from airflow_provider_portkey.usage import USAGE_XCOM_KEY
 
 
 class ResponseError(_ApiModel):

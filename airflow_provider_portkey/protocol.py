@@ -106,6 +106,9 @@ class ApiRequest:
     #: Whether sending it twice has the same effect as once; ``None``: decided by the method
     #: (GET and DELETE are, POST is not), so a new POST builder is safe by default.
     idempotent: bool | None = None
+    #: Headers of this request alone, sent with the connection's (which the user's free
+    #: ``headers`` still override): the Assistants API's beta, see :func:`assistants_request`.
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def description(self) -> str:
@@ -115,6 +118,21 @@ class ApiRequest:
     def safe_to_repeat(self) -> bool:
         """Whether any transient failure may be retried, or only one that proves nothing was done."""
         return self.idempotent if self.idempotent is not None else self.method != "POST"
+
+
+#: The Assistants API (threads, runs, steps, messages) answers 400 ``invalid_beta`` without it; the
+#: other endpoints (the Responses API) need no beta and ignore one they do not know.
+ASSISTANTS_BETA = (("OpenAI-Beta", "assistants=v2"),)
+
+
+def assistants_request(
+    method: Literal["GET", "POST", "DELETE"],
+    path: str,
+    params: tuple[tuple[str, str], ...] = (),
+    body: Mapping[str, Any] | None = None,
+) -> ApiRequest:
+    """A request to the Assistants API: every builder of one goes through here, for its beta header."""
+    return ApiRequest(method, path, params, body, headers=ASSISTANTS_BETA)
 
 
 def _path(*segments: tuple[str, object] | str) -> str:
@@ -133,7 +151,7 @@ def run_step_request(
     path = _path(
         "threads", ("thread_id", thread_id), "runs", ("run_id", run_id), "steps", ("step_id", step_id)
     )
-    return ApiRequest("GET", path, tuple(("include[]", value) for value in validate_include(include)))
+    return assistants_request("GET", path, tuple(("include[]", value) for value in validate_include(include)))
 
 
 def list_run_steps_request(
@@ -149,7 +167,7 @@ def list_run_steps_request(
     params = page_params(limit=limit, order=order, after=after, before=before)
     params += [("include[]", value) for value in validate_include(include)]
     path = _path("threads", ("thread_id", thread_id), "runs", ("run_id", run_id), "steps")
-    return ApiRequest("GET", path, tuple(params))
+    return assistants_request("GET", path, tuple(params))
 
 
 def page_params(
@@ -271,7 +289,7 @@ def create_thread_and_run_request(body: Mapping[str, Any]) -> ApiRequest:
     """``POST /threads/runs``: a new thread and a run on it (``body`` from :func:`run_body`)."""
     if "additional_messages" in body:
         raise _bad_body("additional_messages", "belongs to a run on an existing thread; use thread.messages")
-    return ApiRequest("POST", "/threads/runs", body=body)
+    return assistants_request("POST", "/threads/runs", body=body)
 
 
 def create_run_request(thread_id: object, body: Mapping[str, Any]) -> ApiRequest:
@@ -280,11 +298,11 @@ def create_run_request(thread_id: object, body: Mapping[str, Any]) -> ApiRequest
         raise _bad_body(
             "thread", "belongs to a new thread; a run on an existing one takes additional_messages"
         )
-    return ApiRequest("POST", _path("threads", ("thread_id", thread_id), "runs"), body=body)
+    return assistants_request("POST", _path("threads", ("thread_id", thread_id), "runs"), body=body)
 
 
 def get_run_request(thread_id: object, run_id: object) -> ApiRequest:
-    return ApiRequest("GET", _run_path(thread_id, run_id))
+    return assistants_request("GET", _run_path(thread_id, run_id))
 
 
 def cancel_run_request(thread_id: object, run_id: object) -> ApiRequest:
@@ -292,7 +310,7 @@ def cancel_run_request(thread_id: object, run_id: object) -> ApiRequest:
     ``POST .../cancel``. Not marked idempotent: a second cancel of a run that is already
     ``cancelling`` is a 400, so a blind retry would turn a success into an error.
     """
-    return ApiRequest("POST", _run_path(thread_id, run_id, "cancel"))
+    return assistants_request("POST", _run_path(thread_id, run_id, "cancel"))
 
 
 def validate_tool_outputs(tool_outputs: object) -> list[dict[str, str]]:
@@ -337,7 +355,43 @@ def validate_tool_outputs(tool_outputs: object) -> list[dict[str, str]]:
 def submit_tool_outputs_request(thread_id: object, run_id: object, tool_outputs: object) -> ApiRequest:
     """``POST .../submit_tool_outputs`` with validated outputs."""
     body = {"tool_outputs": validate_tool_outputs(tool_outputs)}
-    return ApiRequest("POST", _run_path(thread_id, run_id, "submit_tool_outputs"), body=body)
+    return assistants_request("POST", _run_path(thread_id, run_id, "submit_tool_outputs"), body=body)
+
+
+#: Portkey's feedback scale: ``value`` is a whole number in this range, ``weight`` in 0..1.
+FEEDBACK_VALUE_RANGE = (-10, 10)
+
+
+def feedback_request(
+    trace_id: object,
+    value: object,
+    *,
+    weight: object = None,
+    metadata: Mapping[str, str] | None = None,
+) -> ApiRequest:
+    """
+    ``POST /feedback``: Portkey's feedback on a trace (hosted Portkey; the open-source gateway has none).
+
+    ``value`` is a whole number from -10 to 10, ``weight`` (optional, Portkey's default 1.0) from
+    0 to 1, ``metadata`` string pairs (``_user`` and friends are indexed by Portkey).
+    """
+    if not isinstance(trace_id, str) or not trace_id.strip() or not trace_id.isprintable():
+        raise _bad_body("trace_id", "must be a non-empty, printable string", trace_id)
+    low, high = FEEDBACK_VALUE_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad_body("value", f"must be a whole number from {low} to {high}", value)
+    body: dict[str, Any] = {"trace_id": trace_id, "value": value}
+    if weight is not None:
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
+            raise _bad_body("weight", "must be a number from 0 to 1", weight)
+        body["weight"] = float(weight)
+    if metadata is not None:
+        if not isinstance(metadata, Mapping) or not all(
+            isinstance(key, str) and isinstance(item, str) for key, item in metadata.items()
+        ):
+            raise _bad_body("metadata", "must be a mapping of strings to strings", metadata)
+        body["metadata"] = dict(metadata)
+    return ApiRequest("POST", "/feedback", body=body)
 
 
 def redact(text: str, secrets: Collection[str]) -> str:
@@ -667,6 +721,11 @@ def parse_run_step(request: ApiRequest, payload: Any, secrets: Collection[str] =
 def parse_run(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> Run:
     """A run, or a clear error quoting what came instead."""
     return _parse(request, payload, secrets, lambda data: Run.from_api(data))
+
+
+def parse_feedback(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> dict[str, Any]:
+    """Portkey's answer to a feedback (``status``, ``message``, ``feedback_ids``), as sent."""
+    return _parse(request, payload, secrets, dict)
 
 
 def parse_run_step_list(request: ApiRequest, payload: Any, secrets: Collection[str] = ()) -> RunStepList:

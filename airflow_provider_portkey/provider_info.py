@@ -13,9 +13,16 @@ HOOK_CLASS = "airflow_provider_portkey.hooks.portkey.PortkeyHook"
 #: sections). ``tests/test_provider_info.py`` scans the package and fails on a class left out here.
 MODULES: dict[str, tuple[str, ...]] = {
     "hooks": ("hooks.base", "hooks.portkey", "hooks.portkey_async"),
-    # operators.response: CreateResponseOperator waits as ResponseSensor does, by being one.
-    "sensors": ("sensors.base", "sensors.response", "sensors.run", "sensors.run_step", "operators.response"),
-    "operators": ("operators.response", "operators.run", "operators.run_step"),
+    # operators.response, operators.run: the create operators wait as their sensors do, by being one.
+    "sensors": (
+        "sensors.base",
+        "sensors.response",
+        "sensors.run",
+        "sensors.run_step",
+        "operators.response",
+        "operators.run",
+    ),
+    "operators": ("operators.approval", "operators.response", "operators.run", "operators.run_step"),
     "triggers": ("triggers.base", "triggers.response", "triggers.run", "triggers.run_step"),
 }
 #: Every operator extra link, by class path.

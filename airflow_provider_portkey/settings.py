@@ -11,7 +11,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -361,9 +361,11 @@ class PortkeySettings:
         *,
         trace_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        request_headers: Iterable[tuple[str, str]] = (),
     ) -> dict[str, str]:
         """
-        All request headers: auth, routing, tracing, then the user's free ``headers`` on top.
+        All headers of one request: auth, routing, tracing, the request's own (``request_headers``,
+        such as the Assistants API's beta), then the user's free ``headers`` on top.
 
         ``trace_id`` applies unless the connection fixes one; ``metadata`` (the task's own, such
         as its dag and task ids) is merged under the connection's metadata, whose keys win.
@@ -372,7 +374,6 @@ class PortkeySettings:
         headers = {
             "Accept": "application/json",
             "User-Agent": user_agent,
-            "OpenAI-Beta": "assistants=v2",
             "x-portkey-api-key": self.api_key,
         }
         optional = {
@@ -388,5 +389,6 @@ class PortkeySettings:
             "x-portkey-metadata": json.dumps(merged, separators=(",", ":")) if merged else None,
         }
         headers.update({name: value for name, value in optional.items() if value is not None})
+        headers.update(request_headers)
         headers.update(self.extra_headers)
         return headers

@@ -179,10 +179,10 @@ def _edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-#: XCom keys a Responses task pushes besides the response JSON, for the common case downstream.
+#: XCom key of the status a task pushes besides the object's JSON (step, response), for branching.
 STATUS_XCOM_KEY = "status"
+#: XCom key of a response's output text, pushed besides its JSON.
 OUTPUT_TEXT_XCOM_KEY = "output_text"
-USAGE_XCOM_KEY = "usage"
 
 #: The ``status`` of the one event a :class:`~airflow_provider_portkey.triggers.base.PortkeyPollTrigger`
 #: yields.

@@ -40,13 +40,14 @@ def run(n: int = 3000, warmup: int = 200, first_polls: int = 50) -> Result:
 
 async def _measure(n: int, warmup: int, first_polls: int) -> Result:
     from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook, close_shared_client
+    from airflow_provider_portkey.protocol import run_step_request
 
     result = Result("poll_async")
     hook = PortkeyAsyncHook(CONN_ID)
     settings = await hook.get_settings()
     url = f"{settings.base_url}/threads/{THREAD_ID}/runs/{RUN_ID}/steps/{STEP_ID}"
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-    headers = hook._headers(settings)  # exactly what the hook sends
+    headers = hook._headers(settings, run_step_request(THREAD_ID, RUN_ID, STEP_ID))  # what the hook sends
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
     try:
         async with httpx.AsyncClient(

@@ -28,14 +28,16 @@ TARGET_RATIO = 1.10
 
 def run(n: int = 3000, warmup: int = 200) -> Result:
     from airflow_provider_portkey.hooks.portkey import PortkeyHook
+    from airflow_provider_portkey.protocol import run_step_request
 
     result = Result("poll_sync")
     with Emulator() as emulator, environ(connection_env(emulator.url)):
         emulator.add_step(STEP_ID, statuses=["in_progress"])  # never finishes: every poll is alike
         with PortkeyHook(CONN_ID) as hook, requests.Session() as session:
-            session.headers.clear()
-            session.headers.update(hook.session.headers)  # exactly what the hook sends
             settings = hook.settings
+            session.headers.clear()
+            # Exactly what the hook sends with a step's GET: the connection's headers and the request's.
+            session.headers.update(hook._headers(settings, run_step_request(THREAD_ID, RUN_ID, STEP_ID)))
             url = f"{settings.base_url}/threads/{THREAD_ID}/runs/{RUN_ID}/steps/{STEP_ID}"
             timeout = (settings.connect_timeout, settings.read_timeout)
 

@@ -437,11 +437,12 @@ async def _worker(args: argparse.Namespace) -> WorkerReport:
 
 
 async def _bare_headers() -> dict[str, str]:
-    """The exact headers the provider sends, so both variants send the same bytes."""
+    """The exact headers the provider sends with a step's GET, so both variants send the same bytes."""
     from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook
+    from airflow_provider_portkey.protocol import run_step_request
 
     hook = PortkeyAsyncHook(CONN_ID)
-    return hook._headers(await hook.get_settings())
+    return hook._headers(await hook.get_settings(), run_step_request(THREAD_ID, RUN_ID, "step_warmup"))
 
 
 def _sample_step() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from airflow_provider_portkey.errors import (
     PortkeyAuthError,
     PortkeyBadResponseError,
     PortkeyClientError,
+    PortkeyConfigurationError,
     PortkeyConnectionError,
     PortkeyGuardrailError,
     PortkeyLimitExhaustedError,
@@ -25,15 +26,29 @@ from airflow_provider_portkey.errors import (
 from airflow_provider_portkey.protocol import (
     FILE_SEARCH_CONTENT,
     ApiRequest,
+    cancel_run_request,
     connection_error,
+    create_run_request,
+    create_thread_and_run_request,
     error_for_status,
     excerpt,
+    feedback_request,
+    get_run_request,
     interpret_response,
     list_run_steps_request,
     parse_retry_after,
     parse_run_step,
     run_step_request,
+    submit_tool_outputs_request,
     validate_id,
+)
+from airflow_provider_portkey.responses_api import (
+    cancel_response_request,
+    create_response_request,
+    delete_response_request,
+    get_response_request,
+    list_input_items_request,
+    response_body,
 )
 from tests.support.secrets import API_KEY, PROVIDER_KEY, assert_no_secret
 
@@ -41,12 +56,65 @@ REQUEST = run_step_request("thread_1", "run_1", "step_1")
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
+ASSISTANTS_BETA = (("OpenAI-Beta", "assistants=v2"),)
+
+
 def test_run_step_request_path_and_include() -> None:
     request = run_step_request("thread_1", "run_1", "step_1", include=[FILE_SEARCH_CONTENT])
     assert request == ApiRequest(
-        "GET", "/threads/thread_1/runs/run_1/steps/step_1", (("include[]", FILE_SEARCH_CONTENT),)
+        "GET",
+        "/threads/thread_1/runs/run_1/steps/step_1",
+        (("include[]", FILE_SEARCH_CONTENT),),
+        headers=ASSISTANTS_BETA,
     )
     assert request.description == "GET /threads/thread_1/runs/run_1/steps/step_1"
+
+
+def test_assistants_requests_and_only_they_carry_the_assistants_beta_header() -> None:
+    assistants = [
+        run_step_request("t", "r", "s"),
+        list_run_steps_request("t", "r"),
+        create_thread_and_run_request({"assistant_id": "asst_1"}),
+        create_run_request("t", {"assistant_id": "asst_1"}),
+        get_run_request("t", "r"),
+        cancel_run_request("t", "r"),
+        submit_tool_outputs_request("t", "r", {"call_1": "out"}),
+    ]
+    responses = [
+        create_response_request(response_body({"model": "m", "input": "hi"})),
+        get_response_request("resp_1"),
+        cancel_response_request("resp_1"),
+        delete_response_request("resp_1"),
+        list_input_items_request("resp_1"),
+    ]
+    assert {request.description: request.headers for request in assistants} == {
+        request.description: ASSISTANTS_BETA for request in assistants
+    }
+    assert {request.description: request.headers for request in responses} == {
+        request.description: () for request in responses
+    }
+
+
+def test_feedback_request_body_and_its_checks() -> None:
+    request = feedback_request("airflow/d/r/t/try-1", -10, weight=1, metadata={"_user": "ada"})
+    assert (request.method, request.path, request.safe_to_repeat) == ("POST", "/feedback", False)
+    assert request.body == {
+        "trace_id": "airflow/d/r/t/try-1",
+        "value": -10,
+        "weight": 1.0,
+        "metadata": {"_user": "ada"},
+    }
+    assert feedback_request("t", 0).body == {"trace_id": "t", "value": 0}
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"trace_id": "", "value": 1}, "trace_id"),
+        ({"trace_id": "t", "value": 11}, "value must be a whole number from -10 to 10, got 11"),
+        ({"trace_id": "t", "value": True}, "value"),
+        ({"trace_id": "t", "value": 1, "weight": 1.5}, "weight must be a number from 0 to 1"),
+        ({"trace_id": "t", "value": 1, "metadata": {"k": 1}}, "metadata must be a mapping of strings"),
+    ]
+    for arguments, named in bad:
+        with pytest.raises(PortkeyConfigurationError, match=named):
+            feedback_request(**arguments)
 
 
 def test_list_request_defaults_and_cursors() -> None:

@@ -339,6 +339,15 @@ def test_free_headers_are_sent_and_may_add_anything_portkey_adds_later() -> None
     assert headers["x-a"] == "b"
 
 
+def test_a_requests_own_headers_are_sent_under_the_users_free_headers() -> None:
+    beta = (("OpenAI-Beta", "assistants=v2"),)
+    plain = make({"virtual_key": VIRTUAL_KEY}).headers(UA, request_headers=beta)
+    assert plain["OpenAI-Beta"] == "assistants=v2"
+    assert plain["x-portkey-virtual-key"] == VIRTUAL_KEY
+    own = make({"virtual_key": VIRTUAL_KEY, "headers": '{"OpenAI-Beta": "assistants=v2,other=v1"}'})
+    assert own.headers(UA, request_headers=beta)["OpenAI-Beta"] == "assistants=v2,other=v1"
+
+
 def test_unknown_option_is_refused_naming_it_without_echoing_its_value() -> None:
     message = config_error({"virtual_key": VIRTUAL_KEY, "api_key": PROVIDER_KEY})
     assert "unknown option 'api_key'" in message
@@ -360,10 +369,10 @@ def test_ui_prefixed_extra_keys_are_accepted() -> None:
     assert settings.virtual_key is None
 
 
-def test_every_request_says_openai_beta_user_agent_and_accept() -> None:
+def test_every_request_says_user_agent_and_accept_and_no_api_beta_of_its_own() -> None:
     for extra in ({"virtual_key": VIRTUAL_KEY}, {"config": "pc-1"}, {"provider": "openai"}):
         headers = make(extra).headers(user_agent())
-        assert headers["OpenAI-Beta"] == "assistants=v2"
+        assert "OpenAI-Beta" not in headers  # a request's own header (the Assistants API's)
         assert headers["Accept"] == "application/json"
         assert (
             headers["User-Agent"]

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict
 from typing import Any, Literal
 
-from airflow_provider_portkey.emulator import response_api, run_api
+from airflow_provider_portkey.emulator import feedback_api, response_api, run_api
 from airflow_provider_portkey.emulator.lists import list_response, paginate
 from airflow_provider_portkey.emulator.responses import (
     Response,
@@ -78,7 +78,7 @@ def handle_control(state: EmulatorState, request: ReceivedRequest, body: bytes) 
     POST steps (add_step), POST runs (add_run_script: a script for an assistant id), GET runs
     (`runs_created` and a summary per run), POST responses (a response script for a model), GET
     responses (`responses_created` and a summary per response), POST faults (add_fault), GET
-    requests, POST reset.
+    feedback (what `POST /v1/feedback` accepted), GET requests, POST reset.
     """
     route = (request.method, request.path.removeprefix(CONTROL_PREFIX))
     try:
@@ -102,6 +102,8 @@ def handle_control(state: EmulatorState, request: ReceivedRequest, body: bytes) 
             response = json_response(
                 200, {"responses_created": state.responses.created, "responses": summaries}
             )
+        elif route == ("GET", "feedback"):
+            response = json_response(200, {"feedback": state.feedback.items})
         elif route == ("GET", "requests"):
             response = json_response(200, {"requests": [asdict(r) for r in state.requests]})
         elif route == ("POST", "reset"):
@@ -117,6 +119,9 @@ def handle_control(state: EmulatorState, request: ReceivedRequest, body: bytes) 
 def _api(state: EmulatorState, mode: Mode, request: ReceivedRequest, body: bytes) -> Response:
     if request.method == "GET" and request.path == "/":
         return json_response(200, {"status": "ok"})
+    if mode == "portkey" and request.method == "POST" and request.path == feedback_api.PATH:
+        # Portkey's own API: the Portkey key is all it needs, no provider.
+        return _check_portkey_key(state, request.headers) or feedback_api.handle(state.feedback, body)
     denied = _check_auth(state, mode, request.headers)
     if denied:
         return denied
@@ -167,16 +172,23 @@ def _check_auth(state: EmulatorState, mode: Mode, headers: dict[str, str]) -> Re
     """Portkey's gateway checks in its order; in openai mode only the upstream's bearer check."""
     if mode == "openai":
         return None if _bearer_key(headers) else _invalid_api_key()
-    api_key = headers.get("x-portkey-api-key")
-    if not api_key:
-        return gateway_error(401, "Portkey API Key Not Found")
-    if state.api_keys is not None and api_key not in state.api_keys:
-        return gateway_error(401, "Invalid API Key")
+    denied = _check_portkey_key(state, headers)
+    if denied:
+        return denied
     configured = headers.get("x-portkey-virtual-key") or headers.get("x-portkey-config")
     if not configured and not headers.get("x-portkey-provider"):
         return gateway_error(400, "Either x-portkey-config or x-portkey-provider header is required")
     if not configured and not _bearer_key(headers):
         return _invalid_api_key()
+    return None
+
+
+def _check_portkey_key(state: EmulatorState, headers: dict[str, str]) -> Response | None:
+    api_key = headers.get("x-portkey-api-key")
+    if not api_key:
+        return gateway_error(401, "Portkey API Key Not Found")
+    if state.api_keys is not None and api_key not in state.api_keys:
+        return gateway_error(401, "Invalid API Key")
     return None
 
 
@@ -207,6 +219,7 @@ def gateway_timeout(request: ReceivedRequest) -> Response:
 
 
 def _check_beta(headers: dict[str, str]) -> Response | None:
+    """The Assistants API's beta, required as upstream does; the Responses API never checks one."""
     betas = {value.strip() for value in headers.get("openai-beta", "").split(",")}
     if "assistants=v2" in betas:
         return None

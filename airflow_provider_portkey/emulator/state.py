@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from airflow_provider_portkey.emulator.background import ResponseStore
+from airflow_provider_portkey.emulator.feedback_api import FeedbackStore
 from airflow_provider_portkey.emulator.objects import (
     ASSISTANT_ID,
     DEFAULT_LAST_ERROR,
@@ -256,6 +257,8 @@ class EmulatorState:
         self.runs_created = 0
         #: Background responses (the Responses API), on the same clock.
         self.responses = ResponseStore(lambda: self.clock())
+        #: Feedback accepted by ``POST /v1/feedback`` (portkey mode).
+        self.feedback = FeedbackStore()
         self.reset()
 
     def reset(self) -> None:
@@ -269,6 +272,7 @@ class EmulatorState:
             self.request_count = 0
             self.runs_created = 0
         self.responses.reset()
+        self.feedback.reset()
         if self.seed:
             self._add_seed()
 

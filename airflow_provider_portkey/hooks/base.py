@@ -79,8 +79,11 @@ class PortkeyBaseHook(BaseHook):
             settings = dataclasses.replace(settings, **self._overrides)
         return settings
 
-    def _headers(self, settings: PortkeySettings) -> dict[str, str]:
-        return settings.headers(user_agent(), trace_id=self.trace_id, metadata=self.metadata)
+    def _headers(self, settings: PortkeySettings, api_request: ApiRequest) -> dict[str, str]:
+        """Every header of ``api_request``: the connection's and its own."""
+        return settings.headers(
+            user_agent(), trace_id=self.trace_id, metadata=self.metadata, request_headers=api_request.headers
+        )
 
     def _wait_before_retry(
         self,

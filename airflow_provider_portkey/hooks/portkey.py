@@ -24,10 +24,12 @@ from airflow_provider_portkey.protocol import (
     connection_error,
     create_run_request,
     create_thread_and_run_request,
+    feedback_request,
     get_run_request,
     interpret_response,
     list_run_steps_request,
     next_page_after,
+    parse_feedback,
     parse_run,
     parse_run_step,
     parse_run_step_list,
@@ -122,8 +124,7 @@ class PortkeyHook(PortkeyBaseHook):
     def session(self) -> requests.Session:
         if self._session is None:
             session = requests.Session()
-            session.headers.clear()
-            session.headers.update(self._headers(self.settings))
+            session.headers.clear()  # no defaults of requests': each request carries all its headers
             # With no session auth, requests would let a ~/.netrc entry for the host overwrite our
             # Authorization (the provider key). A no-op auth stops that; proxies from the
             # environment are still honoured.
@@ -148,6 +149,7 @@ class PortkeyHook(PortkeyBaseHook):
                 settings.base_url + api_request.path,
                 params=list(api_request.params),
                 json=api_request.body,
+                headers=self._headers(settings, api_request),
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 allow_redirects=False,
             )
@@ -210,6 +212,24 @@ class PortkeyHook(PortkeyBaseHook):
             outputs are strings (checked before anything is sent).
         """
         return self._run(submit_tool_outputs_request(thread_id, run_id, tool_outputs))
+
+    def create_feedback(
+        self,
+        trace_id: str,
+        value: int,
+        *,
+        weight: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """
+        Record feedback on a trace in Portkey (``POST /feedback``); returns Portkey's answer as sent.
+
+        :param value: A whole number from -10 to 10.
+        :param weight: From 0 to 1 (Portkey's default 1.0).
+        :param metadata: String pairs stored with the feedback (e.g. ``_user``).
+        """
+        api_request = feedback_request(trace_id, value, weight=weight, metadata=metadata)
+        return parse_feedback(api_request, self.request(api_request), self.settings.secrets)
 
     def get_run_step(
         self, thread_id: str, run_id: str, step_id: str, include: Collection[str] | None = None

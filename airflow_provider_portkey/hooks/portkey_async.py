@@ -24,6 +24,7 @@ from airflow_provider_portkey.models import Run, RunStep
 from airflow_provider_portkey.models_response import Response
 from airflow_provider_portkey.protocol import (
     ApiRequest,
+    cancel_run_request,
     connection_error,
     get_run_request,
     interpret_response,
@@ -146,7 +147,7 @@ class PortkeyAsyncHook(PortkeyBaseHook):
                     settings.base_url + api_request.path,
                     params=list(api_request.params) or None,  # httpx rebuilds the URL even for []
                     json=api_request.body,
-                    headers=self._headers(settings),
+                    headers=self._headers(settings, api_request),
                     timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
                 )
         except httpx.HTTPError as error:
@@ -165,6 +166,10 @@ class PortkeyAsyncHook(PortkeyBaseHook):
 
     async def get_run(self, thread_id: str, run_id: str) -> Run:
         api_request = get_run_request(thread_id, run_id)
+        return parse_run(api_request, await self.request(api_request), (await self.get_settings()).secrets)
+
+    async def cancel_run(self, thread_id: str, run_id: str) -> Run:
+        api_request = cancel_run_request(thread_id, run_id)
         return parse_run(api_request, await self.request(api_request), (await self.get_settings()).secrets)
 
     # -- the Responses API (airflow_provider_portkey.responses_api) ----------------------------------

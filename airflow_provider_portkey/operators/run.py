@@ -1,20 +1,29 @@
 """Drive an agent run from a DAG: start it, list its steps, answer its tool calls.
 
-Waiting on the run is :class:`~airflow_provider_portkey.sensors.run.RunSensor`'s job; these
-operators each make one change (or one read) and hand the API's JSON to later tasks.
+:class:`CreateRunOperator` can also wait on the run it started, as
+:class:`~airflow_provider_portkey.sensors.run.RunSensor` does, because it is one (see
+:mod:`airflow_provider_portkey.durable`); the others each make one change (or one read) and hand
+the API's JSON to later tasks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, Context
 
 from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
+from airflow_provider_portkey.durable import CreateAndWaitMixin
 from airflow_provider_portkey.errors import PortkeyConfigurationError, PortkeyError
+from airflow_provider_portkey.sensors.run import RunSensor
 from airflow_provider_portkey.statuses import RunStatus, RunStepStatus
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
+from airflow_provider_portkey.usage import push_run_usage, summed_run_usage
+
+if TYPE_CHECKING:
+    from airflow_provider_portkey.hooks.portkey import PortkeyHook
+    from airflow_provider_portkey.models import Run
 
 # A DAG file needs the classes and their constructors only: ``execute`` imports the core (request
 # building, pydantic models) and the hook when it runs.
@@ -38,17 +47,40 @@ def _choices(name: str, value: str | Collection[str] | None, allowed: Collection
     return frozenset(values)
 
 
-class CreateRunOperator(PortkeyTaskMixin, BaseOperator):
+def checked_answers(run: Run, tool_outputs: object) -> list[dict[str, str]]:
+    """``tool_outputs`` validated, answering exactly the calls ``run`` waits on, or a clear error."""
+    from airflow_provider_portkey.protocol import validate_tool_outputs
+
+    outputs = validate_tool_outputs(tool_outputs)
+    waiting = {call.id for call in run.required_tool_calls}
+    given = {output["tool_call_id"] for output in outputs}
+    if given != waiting:
+        raise PortkeyConfigurationError(
+            f"tool_outputs must answer exactly the calls run {run.id} waits on: "
+            f"missing {sorted(waiting - given)}, unexpected {sorted(given - waiting)}"
+        )
+    return outputs
+
+
+class CreateRunOperator(CreateAndWaitMixin, RunSensor):
     """
     Start an agent run: on a new thread (``POST /threads/runs``), or on ``thread_id`` if given.
 
     Returns the run JSON exactly as the API sent it (XCom ``return_value``) and pushes the
     ``thread_id`` and ``run_id`` under their own XCom keys, for templating downstream
-    (``"{{ ti.xcom_pull('start', key='run_id') }}"``). Killing the task cancels the run it started.
+    (``"{{ ti.xcom_pull('start', key='run_id') }}"``).
+
+    With ``wait_for_completion=True`` it then waits exactly like ``RunSensor`` (poke or deferrable
+    mode, ``fail_on_statuses``, ``stop_on_requires_action``, ``timeout``, ``poke_interval``...) and
+    returns the final run JSON, with its token usage under ``usage``. While it waits, its
+    ``timeout`` or a kill (also while deferred) cancels the run unless ``cancel_on_kill=False``.
+    Reschedule mode is refused: each reschedule would start a new run.
 
     The create request is retried only when the failure proves no run was created (see
-    docs/workflows.md); after an ambiguous failure the task fails instead, and an Airflow retry
-    of this task could start a second run: keep ``retries`` at 0 unless duplicates are harmless.
+    docs/workflows.md). On Airflow 3.3+ (task state store) a retry of this task waits on the run an
+    earlier try started instead of starting another, and returns a run that already ended as it
+    ended (``rerun_finished=True`` to start a new one); on older Airflow a retry starts a second
+    run: keep ``retries`` at 0 there unless duplicates are harmless.
 
     :param assistant_id: The assistant to run (templated).
     :param thread_id: An existing thread to run on; ``None`` creates a thread (templated).
@@ -57,10 +89,14 @@ class CreateRunOperator(PortkeyTaskMixin, BaseOperator):
     :param metadata: The run's metadata, string values (templated).
     :param run_options: Further API fields by their API names, e.g. ``model``, ``instructions``,
         ``tools`` (templated).
-    :param cancel_on_kill: Cancel the started run when the task is killed (default ``True``).
-    :param portkey_conn_id: Airflow connection of type ``portkey`` (templated).
-    :param trace_id: ``x-portkey-trace-id`` instead of the one derived from the task (templated).
-    :param hook_params: Keyword arguments for the hook: ``max_retries``, ``max_retry_wait``.
+    :param wait_for_completion: Wait until the run ends (or ``requires_action``, see
+        ``stop_on_requires_action``).
+    :param cancel_on_kill: Cancel the started run when the task is killed or times out (default ``True``).
+    :param rerun_finished: On a retry, start a new run even if an earlier try's one ended.
+
+    The other arguments (``stop_on_requires_action``, ``fail_on_statuses``, ``deferrable``,
+    ``portkey_conn_id``, ``trace_id``, ``hook_params``, ``timeout``, ``poke_interval``...) are
+    ``RunSensor``'s.
     """
 
     template_fields: Sequence[str] = (
@@ -78,7 +114,7 @@ class CreateRunOperator(PortkeyTaskMixin, BaseOperator):
         "run_options": "json",
         "metadata": "json",
     }
-    ui_color = "#e8f1ff"
+    state_key = "portkey_run"
 
     def __init__(
         self,
@@ -89,73 +125,72 @@ class CreateRunOperator(PortkeyTaskMixin, BaseOperator):
         additional_messages: Sequence[Mapping[str, Any]] | None = None,
         metadata: Mapping[str, str] | None = None,
         run_options: Mapping[str, Any] | None = None,
+        wait_for_completion: bool = False,
         cancel_on_kill: bool = True,
-        portkey_conn_id: str = DEFAULT_CONN_NAME,
-        trace_id: str | None = None,
-        hook_params: Mapping[str, Any] | None = None,
+        rerun_finished: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.set_portkey_options(portkey_conn_id, trace_id, hook_params)
+        super().__init__(thread_id=thread_id or "", run_id="", **kwargs)
+        self.set_create_options(
+            wait_for_completion=wait_for_completion,
+            cancel_on_kill=cancel_on_kill,
+            rerun_finished=rerun_finished,
+        )
         self.assistant_id = assistant_id
-        self.thread_id = thread_id
         self.thread = thread
         self.additional_messages = additional_messages
         self.metadata = metadata
         self.run_options = run_options
-        self.cancel_on_kill = cancel_on_kill
-        #: (thread id, run id) of the run this task started, for :meth:`on_kill`.
-        self._started: tuple[str, str] | None = None
+        #: ``thread_id`` as the task gave it, once :meth:`adopt` replaced it with a run's thread.
+        self.requested_thread_id: str | None = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        with self.traced_hook(context) as hook:
-            if self.thread_id is None:
-                if self.additional_messages is not None:
-                    raise PortkeyConfigurationError(
-                        "additional_messages needs thread_id; a new thread takes thread={'messages': [...]}"
-                    )
-                run = hook.create_thread_and_run(
-                    self.assistant_id, thread=self.thread, metadata=self.metadata, options=self.run_options
+    def start(self, hook: PortkeyHook) -> Run:
+        if self.run_id:  # an earlier try's run was looked at (rerun_finished): back to what was asked
+            self.thread_id = self.requested_thread_id or ""
+        if not self.thread_id:  # None (or a template rendered empty): a new thread
+            if self.additional_messages is not None:
+                raise PortkeyConfigurationError(
+                    "additional_messages needs thread_id; a new thread takes thread={'messages': [...]}"
                 )
-            else:
-                if self.thread is not None:
-                    raise PortkeyConfigurationError(
-                        "thread describes a new thread; with thread_id use additional_messages"
-                    )
-                run = hook.create_run(
-                    self.thread_id,
-                    self.assistant_id,
-                    additional_messages=self.additional_messages,
-                    metadata=self.metadata,
-                    options=self.run_options,
+            run = hook.create_thread_and_run(
+                self.assistant_id, thread=self.thread, metadata=self.metadata, options=self.run_options
+            )
+        else:
+            if self.thread is not None:
+                raise PortkeyConfigurationError(
+                    "thread describes a new thread; with thread_id use additional_messages"
                 )
-        self._started = (run.thread_id, run.id)
-        ti = context["ti"]
-        ti.xcom_push(key=THREAD_ID_XCOM_KEY, value=run.thread_id)
-        ti.xcom_push(key=RUN_ID_XCOM_KEY, value=run.id)
-        self.log.info("Started %s", run.describe())
-        return run.to_json()
+            run = hook.create_run(
+                self.thread_id,
+                self.assistant_id,
+                additional_messages=self.additional_messages,
+                metadata=self.metadata,
+                options=self.run_options,
+            )
+        self.adopt({THREAD_ID_XCOM_KEY: run.thread_id, RUN_ID_XCOM_KEY: run.id})
+        return run
 
-    def on_kill(self) -> None:
-        """Cancel the run this task started; a run that already ended is left as it is."""
-        if not self.cancel_on_kill or self._started is None:
-            return
-        thread_id, run_id = self._started
-        try:
-            with self.portkey_hook() as hook:
-                run = hook.get_run(thread_id, run_id)
-                if run.is_terminal or run.status is RunStatus.CANCELLING:
-                    self.log.info("Not cancelling: %s", run.describe())
-                    return
-                self.log.info("Cancelling: %s", hook.cancel_run(thread_id, run_id).describe())
-        except PortkeyError as error:
-            # on_kill must not raise: Airflow is already stopping the task.
-            self.log.warning("Could not cancel run %s of thread %s: %s", run_id, thread_id, error)
+    def started_ids(self) -> dict[str, str]:
+        return {THREAD_ID_XCOM_KEY: self.thread_id, RUN_ID_XCOM_KEY: self.run_id} if self.run_id else {}
+
+    def adopt(self, ids: Mapping[str, str]) -> None:
+        if not self.run_id:
+            self.requested_thread_id = self.thread_id  # as rendered; None: a new thread
+        self.thread_id, self.run_id = ids[THREAD_ID_XCOM_KEY], ids[RUN_ID_XCOM_KEY]
+
+    def cancel_remote(self, hook: PortkeyHook) -> str:
+        run = hook.get_run(self.thread_id, self.run_id)
+        if run.is_terminal or run.status is RunStatus.CANCELLING:
+            return f"not cancelling {run.describe()}"
+        return f"cancelling {hook.cancel_run(self.thread_id, self.run_id).describe()}"
 
 
 class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
     """
     Return a run's steps as a JSON list (each exactly as the API sent it), for ``.expand()``.
+
+    The run's token usage, summed over all its steps (before filtering), is logged and pushed under
+    the XCom key ``usage`` once a step has usage.
 
     All pages are read; then ``statuses`` and ``step_types`` filter and ``limit`` keeps the first
     ones in ``order``. A mapped task expands over the ids with
@@ -235,6 +270,8 @@ class ListRunStepsOperator(PortkeyTaskMixin, BaseOperator):
             [s["id"] for s in kept],
         )
         context["ti"].xcom_push(key=STEP_IDS_XCOM_KEY, value=[step["id"] for step in kept])
+        usage = summed_run_usage(step.to_json().get("usage") for step in steps)
+        push_run_usage(context["ti"], self.log, f"run {self.run_id} (its {len(steps)} steps)", usage)
         return kept
 
 
@@ -280,18 +317,12 @@ class SubmitToolOutputsOperator(PortkeyTaskMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_portkey.protocol import validate_tool_outputs
 
-        outputs = validate_tool_outputs(self.tool_outputs)
+        validate_tool_outputs(self.tool_outputs)  # a bad value fails before any request
         with self.traced_hook(context) as hook:
             run = hook.get_run(self.thread_id, self.run_id)
             if not run.requires_action:
                 raise PortkeyError(f"Cannot submit tool outputs: {run.describe()}, not requires_action")
-            waiting = {call.id for call in run.required_tool_calls}
-            given = {output["tool_call_id"] for output in outputs}
-            if given != waiting:
-                raise PortkeyConfigurationError(
-                    f"tool_outputs must answer exactly the calls run {run.id} waits on: "
-                    f"missing {sorted(waiting - given)}, unexpected {sorted(given - waiting)}"
-                )
+            outputs = checked_answers(run, self.tool_outputs)
             resumed = hook.submit_tool_outputs(self.thread_id, self.run_id, outputs)
         self.log.info("Submitted %d tool outputs: %s", len(outputs), resumed.describe())
         return resumed.to_json()

@@ -8,10 +8,10 @@ from typing import Any
 from airflow.providers.common.compat.sdk import BaseOperator, Context
 
 from airflow_provider_portkey.connection_fields import DEFAULT_CONN_NAME
+from airflow_provider_portkey.statuses import STATUS_XCOM_KEY
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
-#: XCom key under which :class:`GetRunStepOperator` pushes the step's status.
-STATUS_XCOM_KEY = "status"
+__all__ = ["STATUS_XCOM_KEY", "GetRunStepOperator"]
 
 
 class GetRunStepOperator(PortkeyTaskMixin, BaseOperator):

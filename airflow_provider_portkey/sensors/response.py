@@ -15,8 +15,8 @@ from airflow_provider_portkey.statuses import (
     OUTPUT_TEXT_XCOM_KEY,
     STATUS_XCOM_KEY,
     UNSUCCESSFUL_RESPONSE_STATUSES,
-    USAGE_XCOM_KEY,
 )
+from airflow_provider_portkey.usage import USAGE_XCOM_KEY
 
 # Kept out of DAG parsing (see sensors/base.py): the methods that run the wait import what they use.
 if TYPE_CHECKING:

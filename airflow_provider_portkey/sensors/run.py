@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Unpack
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, Context
 
 from airflow_provider_portkey.errors import RunUnsuccessfulError
 from airflow_provider_portkey.sensors.base import PortkeyPollSensor, checked_fail_on_statuses
 from airflow_provider_portkey.statuses import UNSUCCESSFUL_RUN_STATUSES, run_is_done
+from airflow_provider_portkey.usage import push_run_usage
 
 # Kept out of DAG parsing (see sensors/base.py): the methods that run the wait import what they use.
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ class RunSensor(PortkeyPollSensor):
     """
     Wait until a run is terminal, or ``requires_action``; return the run JSON as the API sent it.
 
-    Terminal: ``completed``, ``failed``, ``cancelled``, ``expired``, ``incomplete``. By default a
+    Terminal: ``completed``, ``failed``, ``cancelled``, ``expired``, ``incomplete``. The run's token
+    usage, once it has one, is logged and pushed under the XCom key ``usage``. By default a
     run that ``requires_action`` also ends the wait (successfully), so a downstream task can
     compute the tool outputs it asks for (``run["required_action"]``) and hand them to
     ``SubmitToolOutputsOperator``; pass ``stop_on_requires_action=False`` to wait through it.
@@ -87,6 +89,9 @@ class RunSensor(PortkeyPollSensor):
 
     def unsuccessful(self, polled: Polled) -> AirflowException:
         return RunUnsuccessfulError(polled.describe())
+
+    def publish(self, context: Context, polled: Polled) -> None:
+        push_run_usage(context["ti"], self.log, self.subject(), polled.to_json().get("usage"))
 
     def make_trigger(self, **common: Unpack[PollOptions]) -> RunTrigger:
         from airflow_provider_portkey.triggers.run import RunTrigger

@@ -244,11 +244,9 @@ class PortkeyPollTrigger(BaseTrigger):
             await self.push_xcoms(self.xcoms(event[self.noun]))
         yield self.end_event(event) if self.end_task else TriggerEvent(event)
 
-    async def _wait(self) -> dict[str, Any]:
-        """Poll until there is an outcome; return the one event payload."""
-        if self.deadline is None:
-            return {"status": EVENT_ERROR, "message": f"{type(self).__name__} has no deadline"}
-        hook = PortkeyAsyncHook(
+    def make_hook(self) -> PortkeyAsyncHook:
+        """A hook for this wait: the task's connection, retries, trace and deadline."""
+        return PortkeyAsyncHook(
             self.portkey_conn_id,
             max_retries=self.max_retries,
             max_retry_wait=self.max_retry_wait,
@@ -256,6 +254,12 @@ class PortkeyPollTrigger(BaseTrigger):
             metadata=self.metadata,
             deadline=self.deadline,
         )
+
+    async def _wait(self) -> dict[str, Any]:
+        """Poll until there is an outcome; return the one event payload."""
+        if self.deadline is None:
+            return {"status": EVENT_ERROR, "message": f"{type(self).__name__} has no deadline"}
+        hook = self.make_hook()
         last_status, last_error = self.last_status, None
         poll = self.polls_done
         unknown_seen: set[str] = set()

@@ -33,6 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = [
     *sorted((REPO_ROOT / "tests" / "deployment" / "dags").glob("deploy_*.py")),
     REPO_ROOT / "example_dags" / "portkey_agent_workflow.py",
+    REPO_ROOT / "example_dags" / "portkey_background_response.py",
+    REPO_ROOT / "example_dags" / "portkey_approve_tool_calls.py",
 ]
 FIGURES = pytest.StashKey[list[str]]()
 
@@ -89,12 +91,16 @@ def _record_figures(config: pytest.Config, leg: str, run: TierRun) -> None:
 
     latencies = mapped_latencies(run)
     counts = request_counts(run)
+    cancelled = (
+        f"{run.cancel_seconds:.1f} s" if run.cancel_seconds is not None else "never (no on_kill before 3.3)"
+    )
     config.stash.setdefault(FIGURES, []).append(
         f"deployment tier, Airflow {AIRFLOW_VERSION}, {leg}: scenarios {run.tier_seconds:.0f} s "
         f"(healthy after {run.healthy_seconds:.0f} s); step completed -> task success "
         f"median {statistics.median(latencies):.1f} s, max {max(latencies):.1f} s; "
         f"triggerer SIGKILL -> every wait polled again {run.recovery_seconds:.1f} s "
         f"({run.seconds_down:.1f} s without a triggerer); "
+        f"deferred task marked failed -> its run cancelled {cancelled}; "
         f"GETs per mapped step {dict(sorted(counts.items()))} (minimum {len(MAPPED_STATUSES)})"
     )
 

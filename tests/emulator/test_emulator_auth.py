@@ -71,6 +71,20 @@ def test_no_routing_header_is_400_config_or_provider_required(
     }
 
 
+@pytest.mark.parametrize("beta", [None, "assistants=v2", "assistants=v1", "unknown=v9"])
+def test_responses_need_no_beta_header_and_ignore_any_beta_given(
+    bare_client: httpx.Client, beta: str | None
+) -> None:
+    """As upstream: only the Assistants API requires its beta; other endpoints ignore beta values."""
+    headers = {"x-portkey-api-key": "pk", "x-portkey-virtual-key": "vk"}
+    if beta is not None:
+        headers["OpenAI-Beta"] = beta
+    body = {"model": "emulator-completes", "input": "hi", "background": True}
+    created = bare_client.post("/responses", json=body, headers=headers)
+    assert created.status_code == 200, created.text
+    assert bare_client.get(f"/responses/{created.json()['id']}", headers=headers).status_code == 200
+
+
 @pytest.mark.parametrize("authorization", [None, "Bearer undefined", "Bearer", "Basic c2s6"])
 def test_provider_without_a_bearer_key_is_401_invalid_api_key(
     bare_client: httpx.Client, step_path: Callable[..., str], authorization: str | None

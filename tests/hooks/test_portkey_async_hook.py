@@ -38,6 +38,7 @@ from airflow_provider_portkey.hooks.base import user_agent
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook, close_shared_client, shared_client
 from airflow_provider_portkey.models import RunStep, RunStepStatus
+from airflow_provider_portkey.protocol import run_step_request
 from tests.conftest import PortkeyConnection
 from tests.hooks.support import R, T, use_connection
 from tests.support.airflow_compat import redact
@@ -97,9 +98,12 @@ async def test_async_and_sync_hooks_send_the_same_headers(
     await PortkeyAsyncHook(trace_id="same-trace").get_run_step(T, R, STEP_INSTANT)
     with PortkeyHook(trace_id="same-trace") as hook:
         hook.get_run_step(T, R, STEP_INSTANT)
+        request_headers = run_step_request(T, R, STEP_INSTANT).headers
         expected = {
             name.lower(): value
-            for name, value in hook.settings.headers(user_agent(), trace_id="same-trace").items()
+            for name, value in hook.settings.headers(
+                user_agent(), trace_id="same-trace", request_headers=request_headers
+            ).items()
         }
     async_request, sync_request = emulator.state.requests
     assert async_request.path == sync_request.path

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from airflow_provider_portkey.emulator import EmulatorServer
+from airflow_provider_portkey.emulator import STEP_INSTANT, EmulatorServer
 from airflow_provider_portkey.emulator.background import MODEL_FAILS, MODEL_SLOW
 from airflow_provider_portkey.errors import (
     InvalidIdError,
@@ -27,6 +27,7 @@ from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.hooks.portkey_async import PortkeyAsyncHook, close_shared_client
 from airflow_provider_portkey.models_response import Response
 from airflow_provider_portkey.responses_api import create_response_request, response_body
+from tests.hooks.support import R, T
 
 pytestmark = pytest.mark.usefixtures("portkey_conn")
 
@@ -87,6 +88,27 @@ def test_create_starts_a_background_response_and_get_follows_it_to_its_text(
     assert done.output_text == "Emulated answer to: What is 2+2?"
     assert done.usage is not None
     assert done.usage.describe() == "input 36 (cached 12), output 87 (reasoning 24), total 123"
+
+
+@pytest.mark.parametrize("kind", HOOKS)
+def test_only_the_assistants_requests_carry_the_assistants_beta_header(
+    emulator: EmulatorServer, kind: str
+) -> None:
+    created: Response = call(kind, "create_response", {**BODY, "model": MODEL_SLOW})
+    call(kind, "get_response", created.id)
+    call(kind, "list_response_input_items", created.id)
+    call(kind, "cancel_response", created.id)
+    call(kind, "delete_response", created.id)
+    call(kind, "get_run_step", T, R, STEP_INSTANT)
+    responses = [r for r in emulator.state.requests if r.path.startswith("/v1/responses")]
+    [step] = [r for r in emulator.state.requests if r.path.startswith("/v1/threads")]
+    assert [r.method for r in responses] == ["POST", "GET", "GET", "POST", "DELETE"]
+    assert [r.headers.get("openai-beta") for r in responses] == [None] * 5
+    assert step.headers["openai-beta"] == "assistants=v2"
+    # Otherwise the same headers: the beta is the only one a request adds to the connection's.
+    shared = ("accept", "user-agent", "x-portkey-api-key", "x-portkey-virtual-key")
+    expected = {name: step.headers[name] for name in shared}
+    assert [{name: r.headers.get(name) for name in shared} for r in responses] == [expected] * 5
 
 
 @pytest.mark.parametrize("kind", HOOKS)

@@ -32,7 +32,7 @@ from airflow_provider_portkey.operators.run import (
 )
 from airflow_provider_portkey.tracing import PortkeyLogsLink
 from tests.sensors.dagrun import AirflowRuntime
-from tests.sensors.support import FakeTaskInstance, make_context
+from tests.sensors.support import FakeTaskInstance, log_text, make_context
 from tests.support.secrets import assert_no_secret
 
 pytestmark = pytest.mark.usefixtures("portkey_conn")
@@ -176,7 +176,31 @@ def test_list_returns_every_step_oldest_first_and_pushes_their_ids(emulator: Emu
     steps = list_steps(run).execute(make_context(ti))
     assert [step["type"] for step in steps] == ["tool_calls", "message_creation"]
     assert steps == emulator.state.list_steps(run.thread_id, run.id)
-    assert ti.pushed == {STEP_IDS_XCOM_KEY: [step["id"] for step in steps]}
+    assert ti.pushed[STEP_IDS_XCOM_KEY] == [step["id"] for step in steps]
+
+
+def test_list_pushes_and_logs_the_runs_usage_summed_over_all_its_steps(debug_logs: list[Any]) -> None:
+    run = finished_tools_run()
+    ti = FakeTaskInstance()
+    steps = list_steps(run, step_types="tool_calls").execute(make_context(ti))
+    assert len(steps) == 1  # the filter does not change what the run used
+    every_step = list_steps(run).execute(make_context())
+    expected = {
+        field: sum(step["usage"][field] for step in every_step)
+        for field in ("prompt_tokens", "completion_tokens", "total_tokens")
+    }
+    assert expected["total_tokens"] > 0
+    assert ti.pushed["usage"] == expected
+    assert f"Token usage of run {run.id}" in log_text(debug_logs)
+
+
+def test_list_pushes_no_usage_while_no_step_has_any(emulator: EmulatorServer) -> None:
+    with PortkeyHook() as hook:
+        run = hook.create_thread_and_run(ASST_SLOW)
+        hook.get_run(run.thread_id, run.id)  # the message_creation step opens, without usage
+    ti = FakeTaskInstance()
+    assert list_steps(run).execute(make_context(ti))
+    assert "usage" not in ti.pushed
 
 
 def test_list_filters_by_type_and_status_orders_and_limits() -> None:

@@ -199,6 +199,7 @@ def test_deferral_hands_the_trigger_plain_kwargs_and_the_tasks_trace(
         "thread_id": run.thread_id,
         "run_id": run.id,
         "stop_on_requires_action": True,
+        "cancel_on_kill": False,  # a sensor did not start the run: it never cancels it
         "deadline": clock.now + 120,
         "poll_interval": 5.0,
         "exponential_backoff": False,
