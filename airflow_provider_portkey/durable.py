@@ -72,6 +72,11 @@ class CreateAndWaitMixin(_Base):
     def set_create_options(
         self, *, wait_for_completion: bool, cancel_on_kill: bool, rerun_finished: bool
     ) -> None:
+        if self.asked_start_from_trigger:
+            raise PortkeyConfigurationError(
+                f"{self.task_id}: start_from_trigger=True would start the task on the triggerer, "
+                f"where no {self.noun} is created; a create-and-wait task starts on a worker"
+            )
         if wait_for_completion and self.reschedule:
             raise PortkeyConfigurationError(
                 f"{self.task_id}: mode='reschedule' would start a new {self.noun} at every reschedule; "

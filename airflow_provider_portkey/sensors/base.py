@@ -356,6 +356,8 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         """
         from airflow_provider_portkey._compat import ZERO_WORKER_WAITS
 
+        #: As given, on every Airflow (a subclass that cannot start there refuses it).
+        self.asked_start_from_trigger = asked
         self.ends_on_triggerer = bool(asked and self.deferrable and ZERO_WORKER_WAITS)
         self.start_from_trigger = self.ends_on_triggerer and self.execution_timeout is None
 

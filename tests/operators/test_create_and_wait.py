@@ -165,6 +165,15 @@ def test_reschedule_mode_is_refused_when_the_dag_is_parsed() -> None:
         CreateRunOperator(task_id="b", assistant_id=ASST_DEMO, mode="reschedule")  # creating only: fine
 
 
+@pytest.mark.parametrize("operator", [CreateRunOperator, CreateResponseOperator])
+def test_starting_on_the_triggerer_is_refused_when_the_dag_is_parsed_on_every_airflow(
+    operator: type[CreateRunOperator | CreateResponseOperator],
+) -> None:
+    arguments = {"assistant_id": ASST_DEMO} if operator is CreateRunOperator else {"body": {"model": "m"}}
+    with pytest.raises(PortkeyConfigurationError, match=r"start_from_trigger=True .* no (run|response) is"):
+        operator(task_id="a", deferrable=True, start_from_trigger=True, wait_for_completion=True, **arguments)
+
+
 # -- re-attach on retry (Airflow 3.3's task state store) ----------------------------------------------
 
 

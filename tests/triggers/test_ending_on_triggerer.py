@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 
+from airflow_provider_portkey._compat import ZERO_WORKER_WAITS
 from airflow_provider_portkey.emulator import EmulatorServer
 from airflow_provider_portkey.emulator.background import MODEL_COMPLETES, MODEL_FAILS, MODEL_SLOW
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
@@ -105,8 +106,8 @@ def test_a_started_trigger_takes_its_deadline_from_airflows_timeout_and_its_trac
     assert trigger.metadata == {"dag_id": "d", "task_id": "t", "run_id": "r"}
 
 
-@pytest.mark.skipif(AIRFLOW_VERSION.release < (3, 3), reason="Airflow < 3.3 keeps today's path")
-def test_a_sensor_asking_to_start_on_the_triggerer_hands_the_scheduler_its_unrendered_kwargs() -> None:
+def test_a_sensor_asking_to_start_on_the_triggerer_hands_the_scheduler_its_unrendered_kwargs_on_3_3() -> None:
+    """Before Airflow 3.3 the same sensor keeps today's path: a worker checks, defers and resumes."""
     sensor = RunStepSensor(
         task_id="wait",
         thread_id="{{ params.thread }}",
@@ -118,6 +119,10 @@ def test_a_sensor_asking_to_start_on_the_triggerer_hands_the_scheduler_its_unren
         retries=0,
     )
     args = sensor.start_trigger_args
+    if not ZERO_WORKER_WAITS:
+        assert AIRFLOW_VERSION.release < (3, 3)
+        assert (sensor.start_from_trigger, sensor.ends_on_triggerer, args) == (False, False, None)
+        return
     assert args is not None
     assert args.trigger_kwargs is not None
     assert args.trigger_cls == "airflow_provider_portkey.triggers.run_step.RunStepTrigger"
@@ -136,18 +141,6 @@ def test_a_sensor_asking_to_start_on_the_triggerer_hands_the_scheduler_its_unren
 
 def test_without_opting_in_the_sensor_keeps_todays_path() -> None:
     sensor = RunStepSensor(task_id="wait", thread_id="t", run_id="r", step_id="s", deferrable=True)
-    assert (sensor.start_from_trigger, sensor.ends_on_triggerer, sensor.start_trigger_args) == (
-        False,
-        False,
-        None,
-    )
-
-
-@pytest.mark.skipif(AIRFLOW_VERSION.release >= (3, 3), reason="the 3.3 counterpart is the test above")
-def test_asking_to_start_on_the_triggerer_keeps_todays_path_before_airflow_3_3() -> None:
-    sensor = RunStepSensor(
-        task_id="wait", thread_id="t", run_id="r", step_id="s", deferrable=True, start_from_trigger=True
-    )
     assert (sensor.start_from_trigger, sensor.ends_on_triggerer, sensor.start_trigger_args) == (
         False,
         False,
