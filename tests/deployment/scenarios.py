@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_portkey.emulator import EmulatorServer, EmulatorState, ReceivedRequest
+from airflow_provider_portkey.emulator.background import MODEL_COMPLETES
 from tests.deployment.dags import deploy_durable, deploy_failing, deploy_zero_worker
 from tests.deployment.dags.deploy_mapped import KILL, MAPPED
 from tests.deployment.harness import (
@@ -98,6 +99,8 @@ class TierRun:
     tier_seconds: float = 0.0
     #: Create-and-wait: the thread ``agent_retried`` runs on, and the killed task's run.
     durable_thread: str = ""
+    #: The background response the zero-worker DAG waits on (the one response no DAG created).
+    zero_worker_response: str = ""
     killed_run: dict[str, Any] = field(default_factory=dict)
     #: Seconds from marking ``agent_killed`` failed to the cancel reaching the emulator.
     cancel_seconds: float | None = None  # None before 3.3: no trigger on_kill, no cancel
@@ -144,7 +147,9 @@ def start_zero_worker(run: TierRun) -> None:
         spec.THREAD_ID, spec.RUN_ID, spec.FAILED_STEP, statuses=FAILED_STATUSES, last_error=spec.LAST_ERROR
     )
     state.add_step(spec.THREAD_ID, spec.RUN_ID, spec.ENDLESS_STEP, statuses=("in_progress",))
-    run.run_ids[spec.DAG_ID] = run.deployment.trigger(spec.DAG_ID)
+    response = state.responses.create({"model": MODEL_COMPLETES, "input": "Hi", "background": True})
+    run.zero_worker_response = response["id"]
+    run.run_ids[spec.DAG_ID] = run.deployment.trigger(spec.DAG_ID, {"response_id": response["id"]})
 
 
 def _snapshot_triggers(run: TierRun) -> dict[int, TriggerRow]:

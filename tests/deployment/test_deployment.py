@@ -160,7 +160,9 @@ def test_the_background_response_example_dag_waits_on_a_triggerer_and_uses_the_a
     assert xcoms[("wait_for_response", -1, "status")] == "completed"
     assert xcoms[("wait_for_response", -1, "output_text")] == answer
     assert xcoms[("use_answer", -1, "return_value")]["answer"] == answer
-    assert tier.state.responses.created == 1
+    # One response created by the DAG (the other is the zero-worker DAG's, made by the tier).
+    created = {summary["id"] for summary in tier.state.responses.summaries}
+    assert created == {response["id"], tier.zero_worker_response}
 
 
 def test_create_and_wait_ends_on_the_triggerer_with_the_runs_json_and_usage(tier: TierRun) -> None:
@@ -364,6 +366,7 @@ def test_zero_worker_sensors_end_with_a_workers_outcomes_xcom_and_failure_reason
     states = {task_id: (ti.state, ti.try_number) for (task_id, _), ti in tis.items()}
     assert states == {
         "wait_completed": ("success", 1),
+        "wait_response": ("success", 1),
         "wait_failed": ("failed", 1),
         "wait_timeout": ("failed", 1),
     }, tier.describe()
@@ -374,6 +377,13 @@ def test_zero_worker_sensors_end_with_a_workers_outcomes_xcom_and_failure_reason
         if step["id"] == dag.COMPLETED_STEP
     ]
     assert xcoms[("wait_completed", -1, "return_value")] == listed
+    # The id came from the run's conf; the Responses XComs are objects, as a worker pushes them.
+    response = xcoms[("wait_response", -1, "return_value")]
+    assert response == tier.state.responses.retrieve(tier.zero_worker_response)
+    assert response["status"] == xcoms[("wait_response", -1, "status")] == "completed"
+    assert xcoms[("wait_response", -1, "usage")] == response["usage"]
+    assert isinstance(response["usage"], dict)
+    assert xcoms[("wait_response", -1, "output_text")]
     failed_log = _task_logs(tier, dag.DAG_ID, "wait_failed")
     assert f"{dag.LAST_ERROR['code']}: {dag.LAST_ERROR['message']}" in failed_log, failed_log[-3000:]
     timeout_log = _task_logs(tier, dag.DAG_ID, "wait_timeout")

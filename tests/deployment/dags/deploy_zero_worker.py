@@ -1,9 +1,11 @@
-"""``RunStepSensor``\\ s that wait with no worker at all (``start_from_trigger``, Airflow >= 3.3).
+"""Sensors that wait with no worker at all (``start_from_trigger``, Airflow >= 3.3).
 
 ``wait_completed`` succeeds with its step's JSON; its ids are templates (``params``), so the
-triggerer must render them. ``wait_failed`` fails on a ``failed`` step (``retries=0``: the
-triggerer ends it). ``wait_timeout`` waits on a step that never ends, past its ``timeout``.
-On older Airflow the same DAG takes today's path (a worker checks, defers and resumes).
+triggerer must render them. ``wait_response`` waits on a background response whose id comes from
+the DAG run's conf, and must push the Responses XComs (``status``, ``output_text``, ``usage``).
+``wait_failed`` fails on a ``failed`` step (``retries=0``: the triggerer ends it).
+``wait_timeout`` waits on a step that never ends, past its ``timeout``. On older Airflow the same
+DAG takes today's path (a worker checks, defers and resumes).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from airflow.sdk import dag
 
+from airflow_provider_portkey.sensors.response import ResponseSensor
 from airflow_provider_portkey.sensors.run_step import RunStepSensor
 
 DAG_ID = "deploy_zero_worker"
@@ -25,7 +28,7 @@ ENDLESS_STEP = "step_zero_worker_never_ends"
 POKE_INTERVAL = 5
 TIMEOUT_SECONDS = 12
 LAST_ERROR = {"code": "server_error", "message": "Deployment tier: the zero-worker step failed."}
-TASK_IDS = ("wait_completed", "wait_failed", "wait_timeout")
+TASK_IDS = ("wait_completed", "wait_response", "wait_failed", "wait_timeout")
 
 
 @dag(
@@ -48,6 +51,12 @@ def deploy_zero_worker() -> None:
         thread_id="{{ params.thread }}",
         run_id="{{ params.run }}",
         step_id="{{ params.step }}",
+        timeout=timedelta(minutes=10),
+        **common,
+    )
+    ResponseSensor(
+        task_id="wait_response",
+        response_id="{{ dag_run.conf['response_id'] }}",
         timeout=timedelta(minutes=10),
         **common,
     )
