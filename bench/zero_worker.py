@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_portkey.emulator import EmulatorServer
-from tests.deployment.harness import Deployment
+from tests.deployment.harness import TASK_RUNNER_START_MARK, Deployment
 from tests.deployment.scenarios import StampedState, step_path
 from tests.support.secrets import API_KEY, PROVIDER_KEY, VIRTUAL_KEY
 
@@ -48,7 +48,6 @@ THREAD_ID = "thread_bench_zero_worker"
 RUN_ID = "run_bench_zero_worker"
 STATUSES = ("in_progress", "in_progress", "completed")
 POKE_INTERVAL = 5
-LAUNCH_MARK = '"DAG bundles loaded'
 PATHS = {"deferrable": False, "zero_worker": True}
 #: Runs first, unmeasured against the others: see the module docstring.
 WARMUP = "warmup"
@@ -95,7 +94,7 @@ def _launches(deployment: Deployment, dag_id: str, run_id: str) -> list[int]:
     counts = []
     for task in sorted(folder.glob("task_id=*")) if folder.is_dir() else []:
         logs = [path for path in task.glob("attempt=*.log") if ".trigger." not in path.name]
-        counts.append(sum(path.read_text(errors="replace").count(LAUNCH_MARK) for path in logs))
+        counts.append(sum(path.read_text(errors="replace").count(TASK_RUNNER_START_MARK) for path in logs))
     return counts
 
 

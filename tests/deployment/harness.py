@@ -40,7 +40,17 @@ T = TypeVar("T")
 TRIGGERER_HEALTH_CHECK_THRESHOLD = 8
 #: Triggers one triggerer runs at most: two triggerers must share a big mapped DAG run.
 TRIGGERER_CAPACITY = 25
+#: How long a SQLite connection waits for another process's write lock (Python's default: 5 s).
+#: Several triggerers, a scheduler, workers and the API server share one file; on a loaded 2-core
+#: machine a burst of task ends held the lock past 5 s, and Airflow's triggerer exits on "database
+#: is locked". Set through Airflow's own ``[database] sql_alchemy_connect_args``.
+SQLITE_BUSY_TIMEOUT = 30
 LOG_TAIL_CHARS = 6_000
+
+
+#: What a task runner logs once per start in the worker task log (the triggerer writes its lines to
+#: separate ``.trigger.`` files): counting it counts worker launches.
+TASK_RUNNER_START_MARK = '"DAG bundles loaded'
 
 
 class DeploymentError(RuntimeError):
@@ -112,11 +122,20 @@ class Deployment:
         return self.root / "components"
 
     @property
+    def sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
     def api_url(self) -> str:
         return f"http://{LOOPBACK}:{self.api_port}"
 
     def __post_init__(self) -> None:
         (self.home / "dags").mkdir(parents=True, exist_ok=True)
+        # Airflow puts $AIRFLOW_HOME/config on sys.path before it connects to its database.
+        (self.home / "config").mkdir(exist_ok=True)
+        (self.home / "config" / "tier_database.py").write_text(
+            f"CONNECT_ARGS = {{'timeout': {SQLITE_BUSY_TIMEOUT}}}\n"
+        )
         self.component_logs.mkdir(parents=True, exist_ok=True)
         for dag_file in self.dag_files:
             (self.home / "dags" / dag_file.name).write_bytes(dag_file.read_bytes())
@@ -135,7 +154,10 @@ class Deployment:
                 "simple_auth_manager_all_admins": True,
                 "execution_api_server_url": f"{self.api_url}/execution/",
             },
-            "database": {"sql_alchemy_conn": self.db_url},
+            "database": {
+                "sql_alchemy_conn": self.db_url,
+                **({"sql_alchemy_connect_args": "tier_database.CONNECT_ARGS"} if self.sqlite else {}),
+            },
             "api": {"base_url": self.api_url, "host": LOOPBACK, "port": self.api_port, "workers": 1},
             "api_auth": {"jwt_secret": secrets.token_urlsafe(64)},
             # A loaded 2-core machine answers slowly: a timed-out call retried after it took effect fails.
@@ -298,7 +320,7 @@ class Deployment:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            args = {"timeout": 30} if self.db_url.startswith("sqlite") else {}
+            args = {"timeout": SQLITE_BUSY_TIMEOUT} if self.sqlite else {}
             self._engine = sqlalchemy.create_engine(self.db_url, connect_args=args, poolclass=NullPool)
         return self._engine
 
@@ -335,7 +357,7 @@ class Deployment:
             d=dag_id,
             r=run_id,
         )
-        decode = _sqlite_json if self.db_url.startswith("sqlite") else _same
+        decode = _sqlite_json if self.sqlite else _same
         return {(row[0], row[1], row[2]): decode(row[3]) for row in rows}
 
     def triggers(self) -> dict[int, TriggerRow]:

@@ -147,6 +147,8 @@ def start_zero_worker(run: TierRun) -> None:
         spec.THREAD_ID, spec.RUN_ID, spec.FAILED_STEP, statuses=FAILED_STATUSES, last_error=spec.LAST_ERROR
     )
     state.add_step(spec.THREAD_ID, spec.RUN_ID, spec.ENDLESS_STEP, statuses=("in_progress",))
+    for step_id in spec.MAPPED_STEPS:
+        state.add_step(spec.THREAD_ID, spec.RUN_ID, step_id, statuses=ZERO_WORKER_COMPLETED_STATUSES)
     response = state.responses.create({"model": MODEL_COMPLETES, "input": "Hi", "background": True})
     run.zero_worker_response = response["id"]
     run.run_ids[spec.DAG_ID] = run.deployment.trigger(spec.DAG_ID, {"response_id": response["id"]})

@@ -16,6 +16,7 @@ import pytest
 from airflow_provider_portkey._compat import ZERO_WORKER_WAITS
 from tests.deployment.dags import deploy_durable, deploy_failing, deploy_zero_worker
 from tests.deployment.dags.deploy_mapped import KILL, MAPPED, StepsDag
+from tests.deployment.harness import TASK_RUNNER_START_MARK
 from tests.deployment.scenarios import (
     AGENT_DAG_ID,
     APPROVAL_DAG_ID,
@@ -363,12 +364,13 @@ def _worker_marks(tier: TierRun, dag_id: str) -> dict[str, tuple[object, object]
 def test_zero_worker_sensors_end_with_a_workers_outcomes_xcom_and_failure_reasons(tier: TierRun) -> None:
     dag = deploy_zero_worker
     tis, xcoms = tier.task_instances[dag.DAG_ID], tier.xcoms[dag.DAG_ID]
-    states = {task_id: (ti.state, ti.try_number) for (task_id, _), ti in tis.items()}
+    states = {(task_id, index): (ti.state, ti.try_number) for (task_id, index), ti in tis.items()}
     assert states == {
-        "wait_completed": ("success", 1),
-        "wait_response": ("success", 1),
-        "wait_failed": ("failed", 1),
-        "wait_timeout": ("failed", 1),
+        **{("wait_mapped", index): ("success", 1) for index in range(len(dag.MAPPED_STEPS))},
+        ("wait_completed", -1): ("success", 1),
+        ("wait_response", -1): ("success", 1),
+        ("wait_failed", -1): ("failed", 1),
+        ("wait_timeout", -1): ("failed", 1),
     }, tier.describe()
     # The templated ids were rendered (the emulator knows no step named by a template).
     [listed] = [
@@ -377,6 +379,9 @@ def test_zero_worker_sensors_end_with_a_workers_outcomes_xcom_and_failure_reason
         if step["id"] == dag.COMPLETED_STEP
     ]
     assert xcoms[("wait_completed", -1, "return_value")] == listed
+    steps = {step["id"]: step for step in tier.state.list_steps(dag.THREAD_ID, dag.RUN_ID) or []}
+    for index, step_id in enumerate(dag.MAPPED_STEPS):
+        assert xcoms[("wait_mapped", index, "return_value")] == steps[step_id]
     # The id came from the run's conf; the Responses XComs are objects, as a worker pushes them.
     response = xcoms[("wait_response", -1, "return_value")]
     assert response == tier.state.responses.retrieve(tier.zero_worker_response)
@@ -392,7 +397,9 @@ def test_zero_worker_sensors_end_with_a_workers_outcomes_xcom_and_failure_reason
     assert tier.run_states[dag.DAG_ID] == "failed"
 
 
-def test_zero_worker_sensors_start_no_task_runner_on_airflow_3_3_and_fall_back_before(tier: TierRun) -> None:
+def test_zero_worker_sensors_start_no_task_runner_a_mapped_one_one_and_fall_back_before_3_3(
+    tier: TierRun,
+) -> None:
     dag = deploy_zero_worker
     marks = _worker_marks(tier, dag.DAG_ID)
     # The signal works: a sensor a worker ran has a pid and a host.
@@ -407,3 +414,8 @@ def test_zero_worker_sensors_start_no_task_runner_on_airflow_3_3_and_fall_back_b
         else:
             assert marks[task_id][0] is not None, f"{task_id} did not fall back to a worker"
             assert worker_log
+    # A mapped one starts on a worker; on 3.3 the trigger ends it: one task-runner start, not two.
+    for index in range(len(dag.MAPPED_STEPS)):
+        worker_log = tier.deployment.task_log(dag.DAG_ID, tier.run_ids[dag.DAG_ID], "wait_mapped", 1, index)
+        starts = worker_log.count(TASK_RUNNER_START_MARK)
+        assert starts == (1 if ZERO_WORKER_WAITS else 2), f"wait_mapped[{index}]: {starts} starts"

@@ -4,8 +4,10 @@
 triggerer must render them. ``wait_response`` waits on a background response whose id comes from
 the DAG run's conf, and must push the Responses XComs (``status``, ``output_text``, ``usage``).
 ``wait_failed`` fails on a ``failed`` step (``retries=0``: the triggerer ends it).
-``wait_timeout`` waits on a step that never ends, past its ``timeout``. On older Airflow the same
-DAG takes today's path (a worker checks, defers and resumes).
+``wait_timeout`` waits on a step that never ends, past its ``timeout``. ``wait_mapped`` is mapped:
+Airflow starts mapped tasks on a worker, which defers to a trigger that ends the task (one launch
+per map index). On older Airflow the same DAG takes today's path (a worker checks, defers and
+resumes).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ ENDLESS_STEP = "step_zero_worker_never_ends"
 POKE_INTERVAL = 5
 TIMEOUT_SECONDS = 12
 LAST_ERROR = {"code": "server_error", "message": "Deployment tier: the zero-worker step failed."}
+MAPPED_STEPS = ("step_zero_worker_mapped_0", "step_zero_worker_mapped_1", "step_zero_worker_mapped_2")
+#: The tasks that start on the triggerer (Airflow >= 3.3).
 TASK_IDS = ("wait_completed", "wait_response", "wait_failed", "wait_timeout")
 
 
@@ -77,6 +81,13 @@ def deploy_zero_worker() -> None:
         timeout=timedelta(seconds=TIMEOUT_SECONDS),
         **common,
     )
+    RunStepSensor.partial(
+        task_id="wait_mapped",
+        thread_id=THREAD_ID,
+        run_id=RUN_ID,
+        timeout=timedelta(minutes=10),
+        **common,
+    ).expand(step_id=list(MAPPED_STEPS))
 
 
 deploy_zero_worker()
