@@ -33,6 +33,15 @@ from airflow_provider_portkey.statuses import (
 )
 
 
+class TaskInstanceKeyFields(Protocol):
+    """Where a trigger's XComs go: the fields of the task instance the triggerer gives it."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+
+
 class Polled(Protocol):
     """What a trigger or sensor waits on (a run step, a run): a status, a summary, its JSON."""
 
@@ -240,9 +249,15 @@ class PortkeyPollTrigger(BaseTrigger):
         if self.start_from_trigger:
             self._take_over_task()
         event = await self._wait()
-        if self.end_task and event["status"] == EVENT_SUCCESS:
-            await self.push_xcoms(self.xcoms(event[self.noun]))
-        yield self.end_event(event) if self.end_task else TriggerEvent(event)
+        ti = self.task_instance
+        # A triggerer sets the task instance; dag.test() runs the trigger inline without one and
+        # resumes the task itself with whatever it yields, so there the task resumes as today.
+        if not self.end_task or ti is None:
+            yield TriggerEvent(event)
+            return
+        if event["status"] == EVENT_SUCCESS:
+            await self.push_xcoms(ti, self.xcoms(event[self.noun]))
+        yield self.end_event(event)
 
     def make_hook(self) -> PortkeyAsyncHook:
         """A hook for this wait: the task's connection, retries, trace and deadline."""
@@ -355,7 +370,7 @@ class PortkeyPollTrigger(BaseTrigger):
         """The XComs a worker's ``execute_complete`` would push for a finished object's JSON."""
         return {"return_value": payload}
 
-    async def push_xcoms(self, values: dict[str, Any]) -> None:
+    async def push_xcoms(self, ti: TaskInstanceKeyFields, values: dict[str, Any]) -> None:
         """
         Push the XComs of a success through the task SDK, as a worker does (before the event).
 
@@ -365,9 +380,6 @@ class PortkeyPollTrigger(BaseTrigger):
         from airflow.sdk.execution_time.xcom import XCom
         from asgiref.sync import sync_to_async
 
-        ti = self.task_instance
-        if ti is None:  # only outside a triggerer
-            raise RuntimeError(f"{type(self).__name__} has no task instance to push XComs for")
         for key, value in values.items():
             await sync_to_async(XCom.set)(
                 key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index

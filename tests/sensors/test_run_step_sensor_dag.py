@@ -27,6 +27,9 @@ MODES: dict[str, dict[str, Any]] = {
     "poke": {"mode": "poke", "deferrable": False, "poke_interval": 30},
     "reschedule": {"mode": "reschedule", "deferrable": False, "poke_interval": 0},
     "deferrable": {"mode": "poke", "deferrable": True, "poke_interval": 30},
+    # dag.test() starts every task on its in-process "worker": this proves the sensor still works
+    # there (and, on Airflow >= 3.3, that a trigger ending the task is handled by dag.test).
+    "zero-worker": {"mode": "poke", "deferrable": True, "poke_interval": 30, "start_from_trigger": True},
 }
 
 

@@ -31,8 +31,12 @@ def start(model: str) -> Response:
         return hook.create_response({"model": model, "input": "Hi"})
 
 
+#: What a triggerer sets on a trigger it runs for a task (dag.test() sets none).
+TASK_INSTANCE = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=3, try_number=1)
+
+
 def ending_trigger(response: Response, *, wait: float = 600, **kwargs: Any) -> ResponseTrigger:
-    return ResponseTrigger(
+    trigger = ResponseTrigger(
         response_id=response.id,
         deadline=trigger_module.time.time() + wait,  # type: ignore[attr-defined]
         poll_interval=5.0,
@@ -41,6 +45,8 @@ def ending_trigger(response: Response, *, wait: float = 600, **kwargs: Any) -> R
         timeout=wait,
         **kwargs,
     )
+    trigger.task_instance = TASK_INSTANCE  # type: ignore[assignment]
+    return trigger
 
 
 def only_event(trigger: ResponseTrigger) -> TriggerEvent:
@@ -62,7 +68,7 @@ def test_success_pushes_the_xcoms_a_worker_pushes_through_the_task_sdk_then_ends
     pushed = mocker.patch("airflow.sdk.execution_time.xcom.XCom.set")
     response = start(MODEL_COMPLETES)
     trigger = recreate_trigger(ending_trigger(response, retries=0))
-    trigger.task_instance = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=3)  # type: ignore[assignment]
+    trigger.task_instance = TASK_INSTANCE  # type: ignore[assignment]  # lost in the round trip
     event = only_event(trigger)
     assert isinstance(event, TaskSuccessEvent)
     # Not in the event: Airflow 3.3.2 would store those JSON-encoded twice.
@@ -74,6 +80,20 @@ def test_success_pushes_the_xcoms_a_worker_pushes_through_the_task_sdk_then_ends
     assert {call.args[0]: call.args[1] for call in pushed.call_args_list} == expected
     assert all(call.kwargs == where for call in pushed.call_args_list)
     assert set(expected) == {"return_value", "status", "output_text", "usage"}
+
+
+def test_without_a_task_instance_as_in_dag_test_the_task_resumes_with_the_event(
+    clock: FakeClock, mocker: Any
+) -> None:
+    pushed = mocker.patch("airflow.sdk.execution_time.xcom.XCom.set")
+    response = start(MODEL_COMPLETES)
+    trigger = ending_trigger(response, retries=0)
+    trigger.task_instance = None
+    event = only_event(trigger)
+    assert type(event) is TriggerEvent
+    assert event.payload["status"] == "success"
+    assert event.payload["response"]["id"] == response.id
+    assert not pushed.called  # the resumed task pushes its XComs itself
 
 
 def test_a_status_to_fail_on_fails_the_task_here_only_without_retries(clock: FakeClock) -> None:
