@@ -43,27 +43,42 @@ HITL_REQUIREMENT = (
     "needs Airflow >= 3.1 with apache-airflow-providers-standard that has human-in-the-loop "
     "operators (airflow.providers.standard.operators.hitl)"
 )
-#: Why this Airflow has no human-in-the-loop base, or ``None`` where it has one.
-HITL_MISSING: str | None = None
-
 if TYPE_CHECKING:
     from airflow.providers.standard.operators.hitl import HITLOperator
-else:
-    from airflow import __version__ as _airflow_version
-    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
-    # Checked before importing: on 3.0 the standard provider's version shims load Airflow 2's
-    # BaseOperator module (slow, and deprecation warnings) before the HITL module refuses.
-    if AIRFLOW_V_3_1_PLUS:
-        try:
-            from airflow.providers.standard.operators.hitl import HITLOperator
-        except ImportError as missing:
-            HITL_MISSING = f"this is Airflow {_airflow_version}: {missing}"
-    else:
-        HITL_MISSING = f"this is Airflow {_airflow_version}"
-    if HITL_MISSING is not None:
+    #: Why this Airflow has no human-in-the-loop base, or ``None`` where it has one.
+    HITL_MISSING: str | None
+else:
+
+    def __getattr__(name: str) -> object:
+        """
+        ``HITLOperator`` and ``HITL_MISSING``, loaded on first use: the standard provider's HITL
+        module imports Airflow's trigger base and pydantic, which a DAG file that only builds
+        sensors (which read :data:`ZERO_WORKER_WAITS`) must not pay for.
+        """
+        if name not in ("HITLOperator", "HITL_MISSING"):
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals().update(_load_hitl())
+        return globals()[name]
+
+    def _load_hitl() -> dict[str, object]:
+        from airflow import __version__ as airflow_version
+        from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
+
+        # Checked before importing: on 3.0 the standard provider's version shims load Airflow 2's
+        # BaseOperator module (slow, and deprecation warnings) before the HITL module refuses.
+        missing = f"this is Airflow {airflow_version}"
+        if AIRFLOW_V_3_1_PLUS:
+            try:
+                from airflow.providers.standard.operators.hitl import HITLOperator
+
+                return {"HITLOperator": HITLOperator, "HITL_MISSING": None}
+            except ImportError as error:
+                missing = f"{missing}: {error}"
         # The class statement still needs a base; the operator's constructor raises first.
-        from airflow.providers.common.compat.sdk import BaseOperator as HITLOperator
+        from airflow.providers.common.compat.sdk import BaseOperator
+
+        return {"HITLOperator": BaseOperator, "HITL_MISSING": missing}
 
 
 __all__ = ["HITL_MISSING", "HITL_REQUIREMENT", "ZERO_WORKER_WAITS", "HITLOperator", "amask_secret"]
