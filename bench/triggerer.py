@@ -11,7 +11,7 @@ through the emulator's control API to stay ``in_progress`` for a few polls and t
 (or ``failed`` for one in ten). The same schedule is run by bare coroutines (sleep, GET on one shared
 ``httpx.AsyncClient`` with the provider's connection limits and in-flight bound, ``json.loads``) in
 another fresh worker: that is the floor each figure is compared with. The variants alternate
-(bare, provider, bare, provider, ... for ``rounds``) so a change in the machine's load hits both.
+(bare, provider, provider, bare, ... for ``rounds``) so a change in the machine's load hits both.
 
 Measured in the worker: every trigger yields exactly one event with the right status and step
 (nothing lost, nothing duplicated); CPU seconds per poll; peak RSS while all N wait, per waiting
@@ -134,6 +134,7 @@ class WorkerReport:
     nofile_soft: int
     open_connections_peak: int
     gc_seconds: float
+    gc_longest_ms: float
     gc_collections: list[int]
 
     @property
@@ -155,8 +156,9 @@ def run(regime: Regime = UNSATURATED, tick: float = 0.01, timeout: float = 300.0
     emulator_cpu: dict[str, float] = dict.fromkeys(VARIANTS, 0.0)
     steps = plan(regime.n, regime.stagger, regime.in_progress_polls)
     with Emulator() as emulator:
-        for _ in range(regime.rounds):
-            for variant in VARIANTS:
+        for round_ in range(regime.rounds):
+            # bare first in even rounds, provider first in odd ones: a drift in load hits both alike.
+            for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
                 emulator.reset()
                 for step in steps:
                     statuses = ["in_progress"] * step.in_progress_polls + [step.final]
@@ -239,8 +241,9 @@ def run(regime: Regime = UNSATURATED, tick: float = 0.01, timeout: float = 300.0
         f"{fmt(last.polls / last.wall_seconds)} polls/s; bare {fmt(last_bare.wall_seconds)} s); "
         f"RSS before {last.rss_before / 2**20:.0f} MiB, peak while all wait "
         f"{last.rss_peak_waiting / 2**20:.0f} MiB; peak open connections {last.open_connections_peak}; "
-        f"GC {fmt(last.gc_seconds)} s of the CPU ({last.gc_collections[2]} full collections; "
-        f"bare {fmt(last_bare.gc_seconds)} s)"
+        f"GC {fmt(last.gc_seconds)} s of the CPU ({last.gc_collections[2]} full collections, longest "
+        f"pause {fmt(last.gc_longest_ms)} ms; bare {fmt(last_bare.gc_seconds)} s, "
+        f"{fmt(last_bare.gc_longest_ms)} ms)"
     )
     return result
 
@@ -290,6 +293,7 @@ class _GcTimer:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.longest = 0.0
         self.collections = [0, 0, 0]
         self._started = 0.0
 
@@ -297,7 +301,9 @@ class _GcTimer:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.seconds += time.perf_counter() - self._started
+            pause = time.perf_counter() - self._started
+            self.seconds += pause
+            self.longest = max(self.longest, pause)
             self.collections[info["generation"]] += 1
 
 
@@ -398,8 +404,7 @@ async def _worker(args: argparse.Namespace) -> WorkerReport:
             while True:
                 probe.polls += 1
                 async with slots:
-                    response = await client.get(url)
-                payload = json.loads(response.content)
+                    payload = json.loads((await client.get(url)).content)
                 if payload["status"] != "in_progress":
                     status = "failure" if payload["status"] == "failed" else "success"
                     return [{"status": status, "step": payload}]
@@ -479,6 +484,7 @@ async def _worker(args: argparse.Namespace) -> WorkerReport:
         nofile_soft=nofile,
         open_connections_peak=probe.connections_peak,
         gc_seconds=gc_timer.seconds,
+        gc_longest_ms=gc_timer.longest * 1e3,
         gc_collections=gc_timer.collections,
     )
 
