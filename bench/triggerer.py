@@ -69,7 +69,9 @@ class Regime:
 
 #: 5,000 triggers polling every 30 s (twice Airflow's default rate of one poke a minute), starting
 #: over 20 s, so all wait at once before the first finishes (at >= 30 s).
-UNSATURATED = Regime("triggerer", n=5000, poll_interval=30.0, stagger=20.0, in_progress_polls=(1, 3))
+UNSATURATED = Regime(
+    "triggerer", n=5000, poll_interval=30.0, stagger=20.0, in_progress_polls=(1, 3), rounds=2
+)
 #: 1,000 triggers polling every 1 s, all started within 1 s (a triggerer restart), 10-20 polls each:
 #: they ask for ~1,000 polls/s, which two cores (the loop and the emulator) cannot serve.
 SATURATED = Regime(

@@ -36,6 +36,7 @@ def test_poll_async_counts_every_call() -> None:
     assert result.checks["calls"] == 20
     assert result.checks["baseline_calls"] == 20
     assert result.checks["first_polls"] == 3
+    assert result.checks["reading_polls"] == 3
     assert result.checks["statuses"] == ["in_progress"]
 
 
