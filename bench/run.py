@@ -37,7 +37,7 @@ BENCHMARKS: dict[str, tuple[Callable[[], Result], Callable[[], Result]]] = {
     ),
     "triggerer": (
         lambda: triggerer.run(triggerer.UNSATURATED),
-        lambda: triggerer.run(SMOKE_REGIME, timeout=60),
+        lambda: triggerer.run(dataclasses.replace(SMOKE_REGIME, paired=True), timeout=60),
     ),
     "triggerer_saturated": (
         lambda: triggerer.run(triggerer.SATURATED),

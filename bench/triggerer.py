@@ -10,8 +10,10 @@ The emulator runs in its own process; the triggers run in a fresh worker process
 through the emulator's control API to stay ``in_progress`` for a few polls and then end ``completed``
 (or ``failed`` for one in ten). The same schedule is run by bare coroutines (sleep, GET on one shared
 ``httpx.AsyncClient`` with the provider's connection limits and in-flight bound, ``json.loads``) in
-another fresh worker: that is the floor each figure is compared with. The variants alternate
-(bare, provider, provider, bare, ... for ``rounds``) so a change in the machine's load hits both.
+another fresh worker: that is the floor each figure is compared with. A change in the machine's
+load (it is shared) must hit both alike: in ``triggerer`` both workers run at once, each against its
+own emulator (the regime leaves the cores mostly idle); in ``triggerer_saturated`` they run in turn,
+bare first then provider first (a saturated pair would share the cores).
 
 Measured in the worker: every trigger yields exactly one event with the right status and step
 (nothing lost, nothing duplicated); CPU seconds per poll; peak RSS while all N wait, per waiting
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -65,12 +68,15 @@ class Regime:
     #: Each step stays ``in_progress`` for a number of polls drawn from this range (inclusive).
     in_progress_polls: tuple[int, int]
     rounds: int = 1
+    #: Run both variants at once, each with its own emulator, so the machine's other load hits both
+    #: alike (for a regime that leaves the cores mostly idle; a saturated one would share them).
+    paired: bool = False
 
 
 #: 5,000 triggers polling every 30 s (twice Airflow's default rate of one poke a minute), starting
 #: over 20 s, so all wait at once before the first finishes (at >= 30 s).
 UNSATURATED = Regime(
-    "triggerer", n=5000, poll_interval=30.0, stagger=20.0, in_progress_polls=(1, 3), rounds=2
+    "triggerer", n=5000, poll_interval=30.0, stagger=20.0, in_progress_polls=(1, 3), rounds=2, paired=True
 )
 #: 1,000 triggers polling every 1 s, all started within 1 s (a triggerer restart), 10-20 polls each:
 #: they ask for ~1,000 polls/s, which two cores (the loop and the emulator) cannot serve.
@@ -152,22 +158,35 @@ class WorkerReport:
 
 
 def run(regime: Regime = UNSATURATED, tick: float = 0.01, timeout: float = 300.0) -> Result:
-    """Run ``regime`` ``rounds`` times per variant, alternating; each figure is the median over rounds."""
+    """Run ``regime`` ``rounds`` times per variant (see the module); each figure is the median over rounds."""
     result = Result(regime.name)
     reports: dict[str, list[WorkerReport]] = {variant: [] for variant in VARIANTS}
     emulator_cpu: dict[str, float] = dict.fromkeys(VARIANTS, 0.0)
     steps = plan(regime.n, regime.stagger, regime.in_progress_polls)
-    with Emulator() as emulator:
+    with contextlib.ExitStack() as stack:
+        # Paired: one emulator per variant, both workers at once. Otherwise one emulator, in turn.
+        emulators = {
+            variant: stack.enter_context(Emulator()) for variant in VARIANTS[: 2 if regime.paired else 1]
+        }
         for round_ in range(regime.rounds):
-            # bare first in even rounds, provider first in odd ones: a drift in load hits both alike.
-            for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
-                emulator.reset()
-                for step in steps:
-                    statuses = ["in_progress"] * step.in_progress_polls + [step.final]
-                    emulator.add_step(step.step_id, statuses=statuses)
-                cpu_before = emulator.cpu_seconds()
-                reports[variant].append(_spawn_worker(emulator.url, variant, regime, tick, timeout))
-                emulator_cpu[variant] += emulator.cpu_seconds() - cpu_before
+            # In turn: bare first in even rounds, provider first in odd ones (a drift in load hits both).
+            order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
+            for batch in [order] if regime.paired else [[variant] for variant in order]:
+                running = []
+                for variant in batch:
+                    emulator = emulators.get(variant, emulators[VARIANTS[0]])
+                    emulator.reset()
+                    for step in steps:
+                        statuses = ["in_progress"] * step.in_progress_polls + [step.final]
+                        emulator.add_step(step.step_id, statuses=statuses)
+                    running.append((variant, emulator, emulator.cpu_seconds()))
+                workers = [
+                    _start_worker(emulator.url, variant, regime, tick, timeout)
+                    for variant, emulator, _ in running
+                ]
+                for (variant, emulator, cpu_before), worker in zip(running, workers, strict=True):
+                    reports[variant].append(_worker_report(variant, worker, timeout))
+                    emulator_cpu[variant] += emulator.cpu_seconds() - cpu_before
     bare, trig = reports["bare"], reports["trigger"]
     label = f"{regime.n} x {fmt(regime.poll_interval)} s"
 
@@ -235,7 +254,8 @@ def run(regime: Regime = UNSATURATED, tick: float = 0.01, timeout: float = 300.0
         "emulator_cpu_seconds": emulator_cpu,
     }
     last, last_bare = trig[-1], bare[-1]
-    rounds = f"median of {regime.rounds} alternating rounds; " if regime.rounds > 1 else ""
+    kind = "paired (both variants at once)" if regime.paired else "alternating"
+    rounds = f"median of {regime.rounds} {kind} rounds; " if regime.rounds > 1 or regime.paired else ""
     result.notes.append(
         f"{rounds}{regime.n} triggers, poll interval {fmt(regime.poll_interval)} s, starts spread over "
         f"{fmt(regime.stagger)} s, {regime.in_progress_polls[0] + 1}-{regime.in_progress_polls[1] + 1} polls "
@@ -250,7 +270,9 @@ def run(regime: Regime = UNSATURATED, tick: float = 0.01, timeout: float = 300.0
     return result
 
 
-def _spawn_worker(url: str, variant: str, regime: Regime, tick: float, timeout: float) -> WorkerReport:
+def _start_worker(
+    url: str, variant: str, regime: Regime, tick: float, timeout: float
+) -> subprocess.Popen[str]:
     command = [
         sys.executable,
         "-m",
@@ -265,17 +287,25 @@ def _spawn_worker(url: str, variant: str, regime: Regime, tick: float, timeout: 
         f"--tick={tick}",
         f"--timeout={timeout}",
     ]
-    done = subprocess.run(
+    return subprocess.Popen(
         command,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=child_env(**connection_env(url)),
-        timeout=timeout + 120,
-        check=False,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"triggerer worker ({variant}) failed ({done.returncode}): {done.stderr[-3000:]}")
-    return WorkerReport(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _worker_report(variant: str, worker: subprocess.Popen[str], timeout: float) -> WorkerReport:
+    try:
+        stdout, stderr = worker.communicate(timeout=timeout + 120)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.communicate()
+        raise
+    if worker.returncode != 0:
+        raise RuntimeError(f"triggerer worker ({variant}) failed ({worker.returncode}): {stderr[-3000:]}")
+    return WorkerReport(**json.loads(stdout.strip().splitlines()[-1]))
 
 
 # -- the worker process ------------------------------------------------------------------------------

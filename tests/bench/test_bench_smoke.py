@@ -40,9 +40,9 @@ def test_poll_async_counts_every_call() -> None:
     assert result.checks["statuses"] == ["in_progress"]
 
 
-@pytest.mark.parametrize("rounds", [1, 2])
-def test_triggerer_every_trigger_yields_one_correct_event(rounds: int) -> None:
-    regime = dataclasses.replace(SMOKE_REGIME, rounds=rounds)
+@pytest.mark.parametrize(("rounds", "paired"), [(1, False), (2, False), (1, True)])
+def test_triggerer_every_trigger_yields_one_correct_event(rounds: int, paired: bool) -> None:
+    regime = dataclasses.replace(SMOKE_REGIME, rounds=rounds, paired=paired)
     result = triggerer.run(regime, timeout=60)
     _check_rows(result)
     assert [row.metric for row in result.rows if row.target.startswith("ratio")] == [
