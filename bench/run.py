@@ -1,13 +1,14 @@
 """Run every benchmark and print one table: ``python -m bench`` (``--smoke`` for a quick check).
 
 python -m bench                      # the full run (about 6-9 minutes on 2 cores)
-python -m bench --only poll_sync     # one benchmark
+python -m bench --only poll_sync     # one benchmark (or several: --only triggerer triggerer_saturated)
 python -m bench --write-docs         # also replace the results block in docs/benchmarks.md
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -23,6 +24,10 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BEGIN = "<!-- bench:results:begin -->"
 END = "<!-- bench:results:end -->"
 
+SMOKE_REGIME = triggerer.Regime(
+    "triggerer smoke", n=20, poll_interval=0.2, stagger=0.05, in_progress_polls=(1, 3)
+)
+
 #: name -> (full run, smoke run)
 BENCHMARKS: dict[str, tuple[Callable[[], Result], Callable[[], Result]]] = {
     "poll_sync": (lambda: poll_sync.run(n=3000, warmup=200), lambda: poll_sync.run(n=20, warmup=2)),
@@ -31,8 +36,12 @@ BENCHMARKS: dict[str, tuple[Callable[[], Result], Callable[[], Result]]] = {
         lambda: poll_async.run(n=20, warmup=2, first_polls=3),
     ),
     "triggerer": (
-        lambda: triggerer.run(n=5000, poll_interval=triggerer.POLL_INTERVAL, stagger=triggerer.STAGGER),
-        lambda: triggerer.run(n=20, poll_interval=0.2, stagger=0.05, timeout=60),
+        lambda: triggerer.run(triggerer.UNSATURATED),
+        lambda: triggerer.run(dataclasses.replace(SMOKE_REGIME, paired=True), timeout=60),
+    ),
+    "triggerer_saturated": (
+        lambda: triggerer.run(triggerer.SATURATED),
+        lambda: triggerer.run(dataclasses.replace(SMOKE_REGIME, rounds=2), timeout=60),
     ),
     "parse_cost": (lambda: parse_cost.run(rounds=9), lambda: parse_cost.run(rounds=1, tasks=3)),
     "requests_per_wait": (requests_per_wait.run, lambda: requests_per_wait.run(keys=5)),

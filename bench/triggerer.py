@@ -1,23 +1,33 @@
-"""3. Triggerer scale: N concurrent ``RunStepTrigger.run()`` generators on one event loop.
+"""3. Triggerer scale: N concurrent ``RunStepTrigger.run()`` generators on one event loop, in two regimes.
+
+- ``triggerer``: 5,000 triggers polling every 30 s, starts spread over 20 s (the loop is mostly idle);
+- ``triggerer_saturated``: 1,000 triggers polling every 1 s, all started within 1 s, as after a
+  triggerer restart with short intervals: they ask for ~1,000 polls/s, more than 2 cores serve, so
+  the loop never idles and polls queue behind the in-flight bound.
 
 The emulator runs in its own process; the triggers run in a fresh worker process
 (``python -m bench.triggerer --worker ...``) so its RSS and CPU are theirs alone. Each step is scripted
-through the emulator's control API to stay ``in_progress`` for 1-3 polls and then end ``completed``
-(or ``failed`` for one in ten); triggers start spread over ``stagger`` seconds, so they finish at
-staggered times. The same schedule is run a second time by bare coroutines (sleep, GET on one shared
-``httpx.AsyncClient``, ``json.loads``) in another fresh worker: that is the floor each figure is
-compared with.
+through the emulator's control API to stay ``in_progress`` for a few polls and then end ``completed``
+(or ``failed`` for one in ten). The same schedule is run by bare coroutines (sleep, GET on one shared
+``httpx.AsyncClient`` with the provider's connection limits and in-flight bound, ``json.loads``) in
+another fresh worker: that is the floor each figure is compared with. A change in the machine's
+load (it is shared) must hit both alike: in ``triggerer`` both workers run at once, each against its
+own emulator (the regime leaves the cores mostly idle); in ``triggerer_saturated`` they run in turn,
+bare first then provider first (a saturated pair would share the cores).
 
 Measured in the worker: every trigger yields exactly one event with the right status and step
 (nothing lost, nothing duplicated); CPU seconds per poll; peak RSS while all N wait, per waiting
 trigger (RSS delta over the RSS before the first trigger / N); event-loop lag (a ticker task measures
-how much its ``asyncio.sleep(tick)`` oversleeps; p99 and max over the whole run).
+how much its ``asyncio.sleep(tick)`` oversleeps; p99 and max over the whole run). The targets (issue
+15) are ratios to the bare floor: CPU per poll <= 1.15x, lag p99 <= 1.25x, RSS per waiting trigger
+<= 1.5x, in both regimes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -41,16 +51,42 @@ from bench.common import (
     connection_env,
     cpu_seconds,
     fmt,
+    median,
     percentile,
     rss_bytes,
 )
 
-#: The full run's schedule: 5,000 triggers polling every 30 s (twice Airflow's default rate of one
-#: poke a minute), starting over 20 s, so all wait at once before the first finishes (at >= 30 s).
-POLL_INTERVAL = 30.0
-STAGGER = 20.0
-TARGET_RSS_KB = 50.0
-TARGET_LAG_MS = 50.0
+
+@dataclass(frozen=True)
+class Regime:
+    """One schedule: how many triggers, how often they poll, how their starts spread, how long they wait."""
+
+    name: str
+    n: int
+    poll_interval: float
+    stagger: float
+    #: Each step stays ``in_progress`` for a number of polls drawn from this range (inclusive).
+    in_progress_polls: tuple[int, int]
+    rounds: int = 1
+    #: Run both variants at once, each with its own emulator, so the machine's other load hits both
+    #: alike (for a regime that leaves the cores mostly idle; a saturated one would share them).
+    paired: bool = False
+
+
+#: 5,000 triggers polling every 30 s (twice Airflow's default rate of one poke a minute), starting
+#: over 20 s, so all wait at once before the first finishes (at >= 30 s).
+UNSATURATED = Regime(
+    "triggerer", n=5000, poll_interval=30.0, stagger=20.0, in_progress_polls=(1, 3), rounds=2, paired=True
+)
+#: 1,000 triggers polling every 1 s, all started within 1 s (a triggerer restart), 10-20 polls each:
+#: they ask for ~1,000 polls/s, which two cores (the loop and the emulator) cannot serve.
+SATURATED = Regime(
+    "triggerer_saturated", n=1000, poll_interval=1.0, stagger=1.0, in_progress_polls=(10, 20), rounds=2
+)
+#: Issue 15's targets, as ratios to the bare floor measured in the same run.
+TARGET_CPU_RATIO = 1.15
+TARGET_LAG_RATIO = 1.25
+TARGET_RSS_RATIO = 1.5
 VARIANTS = ("bare", "trigger")
 
 
@@ -70,14 +106,14 @@ class Step:
         return "failure" if self.final == "failed" else "success"
 
 
-def plan(n: int, stagger: float, seed: int = 6) -> list[Step]:
+def plan(n: int, stagger: float, in_progress_polls: tuple[int, int] = (1, 3), seed: int = 6) -> list[Step]:
     """The same deterministic schedule for every variant."""
     rng = random.Random(seed)
     return [
         Step(
             step_id=f"step_{i:05d}",
             start=stagger * i / n,
-            in_progress_polls=rng.randint(1, 3),
+            in_progress_polls=rng.randint(*in_progress_polls),
             final="failed" if rng.random() < 0.1 else "completed",
         )
         for i in range(n)
@@ -106,105 +142,137 @@ class WorkerReport:
     nofile_soft: int
     open_connections_peak: int
     gc_seconds: float
+    gc_longest_ms: float
     gc_collections: list[int]
 
+    @property
+    def cpu_per_poll_ms(self) -> float:
+        return self.cpu_seconds / max(self.polls, 1) * 1e3
 
-def run(
-    n: int = 5000,
-    poll_interval: float = POLL_INTERVAL,
-    stagger: float = STAGGER,
-    tick: float = 0.01,
-    timeout: float = 300.0,
-) -> Result:
-    result = Result("triggerer")
-    reports: dict[str, WorkerReport] = {}
-    emulator_cpu: dict[str, float] = {}
-    steps = plan(n, stagger)
-    with Emulator() as emulator:
-        for variant in VARIANTS:
-            emulator.reset()
-            for step in steps:
-                statuses = ["in_progress"] * step.in_progress_polls + [step.final]
-                emulator.add_step(step.step_id, statuses=statuses)
-            cpu_before = emulator.cpu_seconds()
-            reports[variant] = _spawn_worker(emulator.url, variant, n, poll_interval, stagger, tick, timeout)
-            emulator_cpu[variant] = emulator.cpu_seconds() - cpu_before
+    @property
+    def rss_per_waiting_kb(self) -> float | None:
+        """``None`` when no sample was taken while all N waited (the first finished before the last began)."""
+        if not self.rss_samples_waiting:
+            return None
+        return (self.rss_peak_waiting - self.rss_before) / self.n / 1024
+
+
+def run(regime: Regime = UNSATURATED, tick: float = 0.01, timeout: float = 300.0) -> Result:
+    """Run ``regime`` ``rounds`` times per variant (see the module); each figure is the median over rounds."""
+    result = Result(regime.name)
+    reports: dict[str, list[WorkerReport]] = {variant: [] for variant in VARIANTS}
+    emulator_cpu: dict[str, float] = dict.fromkeys(VARIANTS, 0.0)
+    steps = plan(regime.n, regime.stagger, regime.in_progress_polls)
+    with contextlib.ExitStack() as stack:
+        # Paired: one emulator per variant, both workers at once. Otherwise one emulator, in turn.
+        emulators = {
+            variant: stack.enter_context(Emulator()) for variant in VARIANTS[: 2 if regime.paired else 1]
+        }
+        for round_ in range(regime.rounds):
+            # In turn: bare first in even rounds, provider first in odd ones (a drift in load hits both).
+            order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
+            for batch in [order] if regime.paired else [[variant] for variant in order]:
+                running = []
+                for variant in batch:
+                    emulator = emulators.get(variant, emulators[VARIANTS[0]])
+                    emulator.reset()
+                    for step in steps:
+                        statuses = ["in_progress"] * step.in_progress_polls + [step.final]
+                        emulator.add_step(step.step_id, statuses=statuses)
+                    running.append((variant, emulator, emulator.cpu_seconds()))
+                workers = [
+                    _start_worker(emulator.url, variant, regime, tick, timeout)
+                    for variant, emulator, _ in running
+                ]
+                for (variant, emulator, cpu_before), worker in zip(running, workers, strict=True):
+                    reports[variant].append(_worker_report(variant, worker, timeout))
+                    emulator_cpu[variant] += emulator.cpu_seconds() - cpu_before
     bare, trig = reports["bare"], reports["trigger"]
-    rss_kb = (trig.rss_peak_waiting - trig.rss_before) / n / 1024
-    bare_rss_kb = (bare.rss_peak_waiting - bare.rss_before) / n / 1024
-    cpu_poll_ms = trig.cpu_seconds / max(trig.polls, 1) * 1e3
-    bare_cpu_poll_ms = bare.cpu_seconds / max(bare.polls, 1) * 1e3
-    correct = trig.lost == 0 and trig.duplicated == 0 and trig.wrong == 0 and trig.events == n
+    label = f"{regime.n} x {fmt(regime.poll_interval)} s"
+
+    def mid(
+        variant_reports: list[WorkerReport], figure: Callable[[WorkerReport], float | None]
+    ) -> float | None:
+        values = [value for value in map(figure, variant_reports) if value is not None]
+        return median(values) if values else None
+
+    def ratio_row(
+        metric: str, unit: str, figure: Callable[[WorkerReport], float | None], target: float
+    ) -> Row:
+        value, baseline = mid(trig, figure), mid(bare, figure)
+        ok = None if value is None or not baseline else value / baseline <= target
+        return Row(
+            f"3 triggerer {label}",
+            metric,
+            value if value is not None else float("nan"),
+            unit,
+            baseline,
+            "bare coroutines",
+            f"ratio <= {target}",
+            ok,
+        )
+
+    faults = sum(r.lost + r.duplicated + r.wrong for r in trig)
+    correct = faults == 0 and all(r.events == regime.n for r in trig)
+    polls = sum(r.polls for r in trig)
     result.rows += [
         Row(
-            "3 triggerer",
-            f"N={n}: events lost+duplicated+wrong",
-            trig.lost + trig.duplicated + trig.wrong,
+            f"3 triggerer {label}",
+            "events lost+duplicated+wrong",
+            faults,
             "",
-            bare.lost + bare.duplicated + bare.wrong,
+            sum(r.lost + r.duplicated + r.wrong for r in bare),
             "bare coroutines",
             "0 lost",
             correct,
         ),
+        ratio_row("CPU per poll", "ms", lambda r: r.cpu_per_poll_ms, TARGET_CPU_RATIO),
+        ratio_row("event-loop lag p99", "ms", lambda r: r.lag_p99_ms, TARGET_LAG_RATIO),
+        ratio_row("peak RSS per waiting trigger", "KB", lambda r: r.rss_per_waiting_kb, TARGET_RSS_RATIO),
         Row(
-            "3 triggerer",
-            "CPU per poll",
-            cpu_poll_ms,
+            f"3 triggerer {label}",
+            "event-loop lag max",
+            mid(trig, lambda r: r.lag_max_ms) or 0.0,
             "ms",
-            bare_cpu_poll_ms,
+            mid(bare, lambda r: r.lag_max_ms),
             "bare coroutines",
         ),
         Row(
-            "3 triggerer",
-            "peak RSS per waiting trigger",
-            rss_kb,
-            "KB",
-            bare_rss_kb,
-            "bare coroutines",
-            f"<= {fmt(TARGET_RSS_KB)} KB",
-            rss_kb <= TARGET_RSS_KB,
-        ),
-        Row(
-            "3 triggerer",
-            "event-loop lag p99",
-            trig.lag_p99_ms,
-            "ms",
-            bare.lag_p99_ms,
-            "bare coroutines",
-            f"<= {fmt(TARGET_LAG_MS)} ms",
-            trig.lag_p99_ms <= TARGET_LAG_MS,
-        ),
-        Row("3 triggerer", "event-loop lag max", trig.lag_max_ms, "ms", bare.lag_max_ms, "bare coroutines"),
-        Row(
-            "3 triggerer",
+            f"3 triggerer {label}",
             "emulator CPU per poll (other process)",
-            emulator_cpu["trigger"] / max(trig.polls, 1) * 1e3,
+            emulator_cpu["trigger"] / max(polls, 1) * 1e3,
             "ms",
-            emulator_cpu["bare"] / max(bare.polls, 1) * 1e3,
+            emulator_cpu["bare"] / max(sum(r.polls for r in bare), 1) * 1e3,
             "bare coroutines",
         ),
     ]
     result.checks = {
-        "n": n,
-        "poll_interval": poll_interval,
-        "stagger": stagger,
-        "reports": {variant: asdict(report) for variant, report in reports.items()},
+        "regime": asdict(regime),
+        "reports": {
+            variant: [asdict(r) for r in variant_reports] for variant, variant_reports in reports.items()
+        },
         "emulator_cpu_seconds": emulator_cpu,
     }
+    last, last_bare = trig[-1], bare[-1]
+    kind = "paired (both variants at once)" if regime.paired else "alternating"
+    rounds = f"median of {regime.rounds} {kind} rounds; " if regime.rounds > 1 or regime.paired else ""
     result.notes.append(
-        f"{n} triggers, poll interval {fmt(poll_interval)} s, starts spread over {fmt(stagger)} s, "
-        f"2-4 polls each ({trig.polls} polls in {fmt(trig.wall_seconds)} s, "
-        f"{fmt(trig.polls / trig.wall_seconds)} polls/s; bare {fmt(bare.wall_seconds)} s); "
-        f"RSS before {trig.rss_before / 2**20:.0f} MiB, peak while all wait "
-        f"{trig.rss_peak_waiting / 2**20:.0f} MiB; peak open connections {trig.open_connections_peak}; "
-        f"GC {fmt(trig.gc_seconds)} s of the CPU ({trig.gc_collections[2]} full collections)"
+        f"{rounds}{regime.n} triggers, poll interval {fmt(regime.poll_interval)} s, starts spread over "
+        f"{fmt(regime.stagger)} s, {regime.in_progress_polls[0] + 1}-{regime.in_progress_polls[1] + 1} polls "
+        f"each (last round: {last.polls} polls in {fmt(last.wall_seconds)} s, "
+        f"{fmt(last.polls / last.wall_seconds)} polls/s; bare {fmt(last_bare.wall_seconds)} s); "
+        f"RSS before {last.rss_before / 2**20:.0f} MiB, peak while all wait "
+        f"{last.rss_peak_waiting / 2**20:.0f} MiB; peak open connections {last.open_connections_peak}; "
+        f"GC {fmt(last.gc_seconds)} s of the CPU ({last.gc_collections[2]} full collections, longest "
+        f"pause {fmt(last.gc_longest_ms)} ms; bare {fmt(last_bare.gc_seconds)} s, "
+        f"{fmt(last_bare.gc_longest_ms)} ms)"
     )
     return result
 
 
-def _spawn_worker(
-    url: str, variant: str, n: int, poll_interval: float, stagger: float, tick: float, timeout: float
-) -> WorkerReport:
+def _start_worker(
+    url: str, variant: str, regime: Regime, tick: float, timeout: float
+) -> subprocess.Popen[str]:
     command = [
         sys.executable,
         "-m",
@@ -212,23 +280,32 @@ def _spawn_worker(
         "--worker",
         f"--variant={variant}",
         f"--url={url}",
-        f"--n={n}",
-        f"--poll-interval={poll_interval}",
-        f"--stagger={stagger}",
+        f"--n={regime.n}",
+        f"--poll-interval={regime.poll_interval}",
+        f"--stagger={regime.stagger}",
+        f"--in-progress-polls={regime.in_progress_polls[0]},{regime.in_progress_polls[1]}",
         f"--tick={tick}",
         f"--timeout={timeout}",
     ]
-    done = subprocess.run(
+    return subprocess.Popen(
         command,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=child_env(**connection_env(url)),
-        timeout=timeout + 120,
-        check=False,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"triggerer worker ({variant}) failed ({done.returncode}): {done.stderr[-3000:]}")
-    return WorkerReport(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _worker_report(variant: str, worker: subprocess.Popen[str], timeout: float) -> WorkerReport:
+    try:
+        stdout, stderr = worker.communicate(timeout=timeout + 120)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.communicate()
+        raise
+    if worker.returncode != 0:
+        raise RuntimeError(f"triggerer worker ({variant}) failed ({worker.returncode}): {stderr[-3000:]}")
+    return WorkerReport(**json.loads(stdout.strip().splitlines()[-1]))
 
 
 # -- the worker process ------------------------------------------------------------------------------
@@ -248,6 +325,7 @@ class _GcTimer:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.longest = 0.0
         self.collections = [0, 0, 0]
         self._started = 0.0
 
@@ -255,7 +333,9 @@ class _GcTimer:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.seconds += time.perf_counter() - self._started
+            pause = time.perf_counter() - self._started
+            self.seconds += pause
+            self.longest = max(self.longest, pause)
             self.collections[info["generation"]] += 1
 
 
@@ -298,7 +378,7 @@ async def _worker(args: argparse.Namespace) -> WorkerReport:
     from airflow_provider_portkey.triggers.run_step import RunStepTrigger
 
     nofile = _raise_nofile(65536)
-    steps = plan(args.n, args.stagger)
+    steps = plan(args.n, args.stagger, args.in_progress_polls)
     probe = _Probe(args.n)
     base_url = args.url + "/v1"
 
@@ -341,18 +421,22 @@ async def _worker(args: argparse.Namespace) -> WorkerReport:
             return [event.payload async for event in trigger.run()]
 
     else:
+        # The provider's connection limits and in-flight bound: the floor for the same queueing.
+        bound = portkey_async.MAX_IN_FLIGHT
         client = httpx.AsyncClient(
             headers=settings_headers,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            limits=httpx.Limits(max_connections=bound, max_keepalive_connections=bound),
             trust_env=False,
         )
+        slots = asyncio.Semaphore(bound)
         clients.append(lambda: client)
 
         async def wait(step: Step) -> list[dict[str, Any]]:
             url = f"{base_url}/threads/{THREAD_ID}/runs/{RUN_ID}/steps/{step.step_id}"
             while True:
                 probe.polls += 1
-                payload = json.loads((await client.get(url)).content)
+                async with slots:
+                    payload = json.loads((await client.get(url)).content)
                 if payload["status"] != "in_progress":
                     status = "failure" if payload["status"] == "failed" else "success"
                     return [{"status": status, "step": payload}]
@@ -432,6 +516,7 @@ async def _worker(args: argparse.Namespace) -> WorkerReport:
         nofile_soft=nofile,
         open_connections_peak=probe.connections_peak,
         gc_seconds=gc_timer.seconds,
+        gc_longest_ms=gc_timer.longest * 1e3,
         gc_collections=gc_timer.collections,
     )
 
@@ -467,6 +552,9 @@ def _worker_main(argv: list[str]) -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--poll-interval", type=float, required=True)
     parser.add_argument("--stagger", type=float, required=True)
+    parser.add_argument(
+        "--in-progress-polls", type=lambda text: tuple(map(int, text.split(","))), required=True
+    )
     parser.add_argument("--tick", type=float, default=0.01)
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)

@@ -69,15 +69,24 @@ class PortkeyBaseHook(BaseHook):
         The caller registers ``settings.secrets`` for redaction: the sync hook with ``mask_secret``,
         the async one with ``amask_secret`` (the sync call fails on a 3.0 triggerer's event loop).
         """
+        return self._with_overrides(
+            self._connection_settings(host=host, password=password, port=port, extra=extra)
+        )
+
+    def _connection_settings(
+        self, *, host: str | None, password: str | None, port: int | None, extra: Mapping[str, Any]
+    ) -> PortkeySettings:
+        """The connection's settings alone (what hooks on one connection can share)."""
         try:
-            settings = PortkeySettings.from_connection_fields(
+            return PortkeySettings.from_connection_fields(
                 host=host, password=password, port=port, extra=extra
             )
         except PortkeyConfigurationError as error:
             raise PortkeyConfigurationError(f"Airflow connection {self.portkey_conn_id!r}: {error}") from None
-        if self._overrides:
-            settings = dataclasses.replace(settings, **self._overrides)
-        return settings
+
+    def _with_overrides(self, settings: PortkeySettings) -> PortkeySettings:
+        """``settings`` with this hook's ``max_retries``/``max_retry_wait`` (itself when it has none)."""
+        return dataclasses.replace(settings, **self._overrides) if self._overrides else settings
 
     def _headers(self, settings: PortkeySettings, api_request: ApiRequest) -> dict[str, str]:
         """Every header of ``api_request``: the connection's and its own."""

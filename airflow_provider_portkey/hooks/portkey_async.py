@@ -2,7 +2,8 @@
 
 Thousands of triggers may wait at once, so none of them owns a connection pool or TLS context:
 all hooks on one event loop share one ``httpx.AsyncClient`` and hold only plain settings while
-they sleep. Requests and responses go through the same core as :class:`PortkeyHook`.
+they sleep; hooks on one Airflow connection made within :data:`CONNECTION_REUSE_SECONDS` of each
+other share one read of it. Requests and responses go through the same core as :class:`PortkeyHook`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 import weakref
-from collections.abc import AsyncGenerator, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -51,6 +53,13 @@ _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)  # = MA
 #: open connections on every event, so thousands of triggers polling at once (say, after a
 #: triggerer restart) collapse without a bound; queueing here is cheap and fair.
 MAX_IN_FLIGHT = 64
+#: How long one read of an Airflow connection serves the hooks made after it on the same loop. A
+#: triggerer restart starts hundreds of triggers on one connection within seconds, and each read
+#: is the largest cost of a trigger's first poll (a request to the API server on a real triggerer;
+#: secrets backends set up again and the secrets masked, even for an environment variable). A hook
+#: keeps its settings for its whole wait anyway, so this only delays by at most this long when an
+#: edit of the connection reaches a trigger that starts after it; a read that failed is not reused.
+CONNECTION_REUSE_SECONDS = 10.0
 
 
 @dataclass
@@ -60,6 +69,29 @@ class _LoopTransport:
     client: httpx.AsyncClient
     slots: asyncio.Semaphore
     closer: AsyncGenerator[None, None]
+    #: conn id -> (monotonic time of the read, the read): see :data:`CONNECTION_REUSE_SECONDS`.
+    connections: dict[str, tuple[float, asyncio.Future[PortkeySettings]]] = field(default_factory=dict)
+
+    def read_connection(
+        self, conn_id: str, read: Callable[[], Awaitable[PortkeySettings]]
+    ) -> asyncio.Future[PortkeySettings]:
+        """The recent (or running) read of ``conn_id``, or a new one made by ``read``."""
+        now = time.monotonic()
+        entry = self.connections.get(conn_id)
+        if entry is not None and now - entry[0] <= CONNECTION_REUSE_SECONDS:
+            return entry[1]
+        future = asyncio.ensure_future(read())
+        self.connections[conn_id] = (now, future)
+
+        def forget_failure(done: asyncio.Future[PortkeySettings]) -> None:
+            # exception() also marks it retrieved: a read nobody awaits any more logs nothing.
+            if (done.cancelled() or done.exception() is not None) and self.connections.get(
+                conn_id, (0, None)
+            )[1] is done:
+                del self.connections[conn_id]
+
+        future.add_done_callback(forget_failure)
+        return future
 
 
 _transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopTransport] = (
@@ -111,23 +143,24 @@ class PortkeyAsyncHook(PortkeyBaseHook):
     """Async twin of :class:`..portkey.PortkeyHook`: same core, same retries, same errors."""
 
     async def get_settings(self) -> PortkeySettings:
-        """Read and validate the connection without blocking the event loop (once per hook)."""
+        """The validated connection, read without blocking the event loop (once per hook, see the module)."""
         if self._settings is None:
-            from airflow.providers.common.compat.connection import (
-                get_async_connection,
-                get_async_extra_dejson,
-            )
-
-            conn = await get_async_connection(self.portkey_conn_id)
-            extra = await get_async_extra_dejson(conn)
-            settings = self._validated_settings(
-                host=conn.host, password=conn.password, port=conn.port, extra=extra
-            )
-            for secret in settings.secrets:
-                await amask_secret(secret)
-            self._settings = settings
-        assert self._settings is not None
+            read = _transport().read_connection(self.portkey_conn_id, self._read_connection)
+            # shield: a trigger cancelled while waiting does not cancel the read other hooks await.
+            self._settings = self._with_overrides(await asyncio.shield(read))
         return self._settings
+
+    async def _read_connection(self) -> PortkeySettings:
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        conn = await get_async_connection(self.portkey_conn_id)
+        extra = await get_async_extra_dejson(conn)
+        settings = self._connection_settings(
+            host=conn.host, password=conn.password, port=conn.port, extra=extra
+        )
+        for secret in settings.secrets:
+            await amask_secret(secret)
+        return settings
 
     async def request(self, api_request: ApiRequest) -> Any:
         settings = await self.get_settings()

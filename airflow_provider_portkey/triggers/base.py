@@ -278,6 +278,7 @@ class PortkeyPollTrigger(BaseTrigger):
         last_status, last_error = self.last_status, None
         poll = self.polls_done
         unknown_seen: set[str] = set()
+        logged: str | None = None  # the status last logged at INFO
         if poll:
             # Past the deadline (a triggerer that was down) this does not wait: one last poll
             # still lets an object that finished meanwhile win over the timeout.
@@ -312,7 +313,13 @@ class PortkeyPollTrigger(BaseTrigger):
                         "message": polled.describe(),
                         self.noun: polled.to_json(),
                     }
-                self.log.info("%s %s is %s", self.noun.capitalize(), self.target_id(), last_status)
+                # Not kept while sleeping: thousands of triggers wait at once; only the status is needed.
+                del polled
+                # INFO when the status changes, DEBUG for each poll that sees it again: a line per
+                # poll is most of what a waiting trigger costs beyond its request (formatting, I/O).
+                log = self.log.info if last_status != logged else self.log.debug
+                log("%s %s is %s", self.noun.capitalize(), self.target_id(), last_status)
+                logged = last_status
             if not await self._sleep(poll, retry_after):
                 return self._timeout_event(last_status, last_error)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from bench import parse_cost, poll_async, poll_sync, requests_per_wait, triggerer
 from bench.common import Result, Row, table
-from bench.run import BEGIN, END, report, write_docs
+from bench.run import BEGIN, END, SMOKE_REGIME, report, write_docs
 
 
 def _check_rows(result: Result) -> None:
@@ -35,20 +36,30 @@ def test_poll_async_counts_every_call() -> None:
     assert result.checks["calls"] == 20
     assert result.checks["baseline_calls"] == 20
     assert result.checks["first_polls"] == 3
+    assert result.checks["reading_polls"] == 3
     assert result.checks["statuses"] == ["in_progress"]
 
 
-def test_triggerer_every_trigger_yields_one_correct_event() -> None:
-    result = triggerer.run(n=20, poll_interval=0.2, stagger=0.05, timeout=60)
+@pytest.mark.parametrize(("rounds", "paired"), [(1, False), (2, False), (1, True)])
+def test_triggerer_every_trigger_yields_one_correct_event(rounds: int, paired: bool) -> None:
+    regime = dataclasses.replace(SMOKE_REGIME, rounds=rounds, paired=paired)
+    result = triggerer.run(regime, timeout=60)
     _check_rows(result)
+    assert [row.metric for row in result.rows if row.target.startswith("ratio")] == [
+        "CPU per poll",
+        "event-loop lag p99",
+        "peak RSS per waiting trigger",
+    ]
     for variant in triggerer.VARIANTS:
-        report = result.checks["reports"][variant]
-        assert report["events"] == 20, variant
-        assert (report["lost"], report["duplicated"], report["wrong"]) == (0, 0, 0), variant
-        assert report["polls"] == report["expected_polls"], variant
-        assert report["ticks"] > 0
-        assert report["rss_before"] > 0
-        assert report["rss_samples_waiting"] >= 1
+        reports = result.checks["reports"][variant]
+        assert len(reports) == rounds, variant
+        for one in reports:
+            assert one["events"] == 20, variant
+            assert (one["lost"], one["duplicated"], one["wrong"]) == (0, 0, 0), variant
+            assert one["polls"] == one["expected_polls"], variant
+            assert one["ticks"] > 0
+            assert one["rss_before"] > 0
+            assert one["rss_samples_waiting"] >= 1
 
 
 def test_triggerer_plan_is_deterministic_and_mixed() -> None:

@@ -341,6 +341,56 @@ async def test_no_key_in_logs_errors_or_reprs_on_the_async_path(
     assert_no_secret(repr(hook), repr(settings), all_logs.text, logged.out, logged.err)
 
 
+class _Monotonic:
+    """A monotonic clock that moves only when told (the seam of the connection-reuse window)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.mark.asyncio
+async def test_hooks_made_soon_after_each_other_share_one_read_of_the_connection(
+    monkeypatch: pytest.MonkeyPatch, portkey_conn: PortkeyConnection, mocker: Any
+) -> None:
+    from airflow_provider_portkey.hooks import portkey_async
+
+    clock = _Monotonic()
+    mocker.patch.object(portkey_async, "time", clock)
+    first = await PortkeyAsyncHook().get_settings()
+    use_connection(monkeypatch, portkey_conn, extra={"max_retry_wait": 7})  # an edit of the connection
+
+    clock.now += portkey_async.CONNECTION_REUSE_SECONDS
+    again = await PortkeyAsyncHook().get_settings()
+    overridden = await PortkeyAsyncHook(max_retries=0).get_settings()
+    clock.now += 0.001
+    edited = await PortkeyAsyncHook().get_settings()
+
+    assert again is first
+    assert first.max_retry_wait == 2.0
+    assert (overridden.max_retries, overridden.max_retry_wait) == (0, 2.0)  # its own override, shared read
+    assert edited.max_retry_wait == 7.0  # read again once the window has passed
+
+
+@pytest.mark.asyncio
+async def test_hooks_starting_together_read_the_connection_once_and_a_failed_read_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch, portkey_conn: PortkeyConnection
+) -> None:
+    use_connection(monkeypatch, portkey_conn, extra={"max_retry_wait": -1})
+    outcomes = await asyncio.gather(
+        *(PortkeyAsyncHook().get_settings() for _ in range(3)), return_exceptions=True
+    )
+    use_connection(monkeypatch, portkey_conn)  # fixed right away: the failure is not served again
+    together = await asyncio.gather(*(PortkeyAsyncHook().get_settings() for _ in range(3)))
+
+    assert all(isinstance(outcome, PortkeyConfigurationError) for outcome in outcomes)
+    assert "max_retry_wait" in str(outcomes[0])
+    assert together[0] is together[1] is together[2]
+    assert together[0].max_retry_wait == 2.0
+
+
 @pytest.mark.asyncio
 async def test_async_hook_registers_the_keys_with_the_secret_masker(
     monkeypatch: pytest.MonkeyPatch, portkey_conn: PortkeyConnection, fresh_masker: None

@@ -353,6 +353,29 @@ async def test_the_connection_is_read_the_async_way_not_through_the_blocking_pat
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("shared_client", "portkey_conn")
+async def test_a_status_is_logged_at_info_when_it_changes_and_at_debug_when_a_poll_sees_it_again(
+    emulator: EmulatorServer, clock: FakeClock, debug_logs: list[dict[str, Any]]
+) -> None:
+    statuses = ("in_progress", "in_progress", "in_progress", "completed")
+    emulator.state.add_step(SEED_THREAD_ID, SEED_RUN_ID, "step_logged", statuses=statuses)
+
+    payload = await first_event_payload(trigger("step_logged"))
+
+    assert payload["status"] == "success"
+    lines = [
+        (event["log_level"], event["event"])
+        for event in debug_logs
+        if "step_logged is" in str(event.get("event"))
+    ]
+    assert lines == [
+        ("info", "Step step_logged is in_progress"),
+        ("debug", "Step step_logged is in_progress"),
+        ("debug", "Step step_logged is in_progress"),
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("shared_client", "portkey_conn")
 async def test_no_secret_in_kwargs_serialized_form_repr_events_or_debug_logs(
     emulator: EmulatorServer,
     clock: FakeClock,
