@@ -201,6 +201,23 @@ def timeout_message(timeout: float, subject: str, last_status: str | None, last_
     )
 
 
+def wait_failed_message(subject: str, message: object) -> str:
+    """Why a wait ended on a permanent error its trigger reported."""
+    return f"Waiting on {subject} failed: {message}"
+
+
+def skip_reason(*, soft_fail: bool, never_fail: bool, soft_fail_applies: bool = True) -> str | None:
+    """
+    Why a wait that fails ends skipped instead (``"soft_fail"``, ``"never_fail"``), or ``None``.
+
+    Poke mode's rule, kept by a worker and by a trigger that ends the task alike: ``soft_fail``
+    skips timeouts and unsuccessful objects (``soft_fail_applies``), never a permanent error.
+    """
+    if soft_fail and soft_fail_applies:
+        return "soft_fail"
+    return "never_fail" if never_fail else None
+
+
 def unreachable_message(subject: str, conn_id: str, error: object) -> str:
     """Why a wait failed at a first look that reached no server (see ``retries.keeps_waiting``)."""
     return (

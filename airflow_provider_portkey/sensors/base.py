@@ -46,9 +46,11 @@ from airflow_provider_portkey.statuses import (
     ends_wait,
     fail_on_status_problem,
     is_known,
+    skip_reason,
     timeout_message,
     unknown_status_warning,
     unreachable_message,
+    wait_failed_message,
 )
 from airflow_provider_portkey.tracing import PortkeyTaskMixin
 
@@ -276,11 +278,10 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         the first check and the resumed deferral follow poke mode's rules (``soft_fail`` skips only
         timeouts and unsuccessful objects, never a permanent error).
         """
-        if self.soft_fail and soft_fail_applies:
-            return AirflowSkipException(f"Skipping due to soft_fail: {error}")
-        if self.never_fail:
-            return AirflowSkipException(f"Skipping due to never_fail: {error}")
-        return error
+        reason = skip_reason(
+            soft_fail=self.soft_fail, never_fail=self.never_fail, soft_fail_applies=soft_fail_applies
+        )
+        return error if reason is None else AirflowSkipException(f"Skipping due to {reason}: {error}")
 
     def publish(self, context: Context, polled: Polled) -> None:
         """Push what else a finished object offers downstream (XCom keys besides its JSON); none here."""
@@ -332,7 +333,7 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
             self._last_error = event.get("last_error")
             raise self.timed_out()
         if event["status"] == EVENT_ERROR:
-            error = PortkeyError(f"Waiting on {self.subject()} failed: {event.get('message')}")
+            error = PortkeyError(wait_failed_message(self.subject(), event.get("message")))
             raise self._final(error, soft_fail_applies=False)
         try:
             polled = self.parse(event[self.noun])

@@ -27,9 +27,11 @@ from airflow_provider_portkey.statuses import (
     EVENT_TIMEOUT,
     ends_wait,
     is_known,
+    skip_reason,
     timeout_message,
     unknown_status_warning,
     unreachable_message,
+    wait_failed_message,
 )
 
 
@@ -409,20 +411,21 @@ class PortkeyPollTrigger(BaseTrigger):
         if status == EVENT_SUCCESS:
             self.log.info("Done: %s", event["message"])
             return TaskSuccessEvent()
-        if status == EVENT_ERROR:
-            message = f"Waiting on {self.subject()} failed: {event['message']}"
-            skip = self.never_fail
+        permanent_error = status == EVENT_ERROR
+        if permanent_error:
+            message = wait_failed_message(self.subject(), event["message"])
+        elif status == EVENT_TIMEOUT:
+            last_status, last_error = event["last_status"], event["last_error"]
+            message = timeout_message(self.timeout or 0.0, self.subject(), last_status, last_error)
         else:
             message = event["message"]
-            if status == EVENT_TIMEOUT:
-                last_status, last_error = event["last_status"], event["last_error"]
-                message = timeout_message(self.timeout or 0.0, self.subject(), last_status, last_error)
-            skip = self.soft_fail or self.never_fail
-            if not skip and self.retries != 0:
-                return TriggerEvent(event)
-        if skip:
-            reason = "soft_fail" if self.soft_fail and status != EVENT_ERROR else "never_fail"
+        reason = skip_reason(
+            soft_fail=self.soft_fail, never_fail=self.never_fail, soft_fail_applies=not permanent_error
+        )
+        if reason is not None:
             self.log.info("Skipping due to %s: %s", reason, message)
             return TaskSkippedEvent()
+        if not permanent_error and self.retries != 0:
+            return TriggerEvent(event)
         self.log.error("Task failed: %s", message)
         return TaskFailedEvent()
