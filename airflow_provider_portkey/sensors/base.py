@@ -357,9 +357,17 @@ class PortkeyPollSensor(PortkeyTaskMixin, BaseSensorOperator):
         """
         from airflow_provider_portkey._compat import ZERO_WORKER_WAITS
 
+        if not isinstance(asked, bool):
+            raise PortkeyConfigurationError(
+                f"{self.task_id}: start_from_trigger must be True or False, got {asked!r}"
+            )
+        if asked and not self.deferrable:
+            raise PortkeyConfigurationError(
+                f"{self.task_id}: start_from_trigger=True waits on the triggerer: it needs deferrable=True"
+            )
         #: As given, on every Airflow (a subclass that cannot start there refuses it).
         self.asked_start_from_trigger = asked
-        self.ends_on_triggerer = bool(asked and self.deferrable and ZERO_WORKER_WAITS)
+        self.ends_on_triggerer = asked and ZERO_WORKER_WAITS
         self.start_from_trigger = self.ends_on_triggerer and self.execution_timeout is None
 
     def _poll_options(self) -> PollOptions:

@@ -13,6 +13,7 @@ from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccess
 from airflow_provider_portkey._compat import ZERO_WORKER_WAITS
 from airflow_provider_portkey.emulator import EmulatorServer
 from airflow_provider_portkey.emulator.background import MODEL_COMPLETES, MODEL_FAILS, MODEL_SLOW
+from airflow_provider_portkey.errors import PortkeyConfigurationError
 from airflow_provider_portkey.hooks.portkey import PortkeyHook
 from airflow_provider_portkey.hooks.portkey_async import close_shared_client
 from airflow_provider_portkey.models_response import Response
@@ -166,3 +167,21 @@ def test_without_opting_in_the_sensor_keeps_todays_path() -> None:
         False,
         None,
     )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (
+            {"start_from_trigger": "yes", "deferrable": True},
+            "start_from_trigger must be True or False, got 'yes'",
+        ),
+        (
+            {"start_from_trigger": True, "deferrable": False},
+            "start_from_trigger=True .* needs deferrable=True",
+        ),
+    ],
+)
+def test_a_bad_start_from_trigger_fails_when_the_dag_is_parsed(arguments: dict[str, Any], named: str) -> None:
+    with pytest.raises(PortkeyConfigurationError, match=named):
+        RunStepSensor(task_id="wait", thread_id="t", run_id="r", step_id="s", **arguments)
